@@ -1,0 +1,1 @@
+"""Assets, one module per domain: style, characters (sprite sheet, hero), pages, book, ledger."""

@@ -1,0 +1,106 @@
+"""Command line: `python -m bookbug_assets.cli demo | book <file> | regenerate <book_id>`.
+
+Runs a whole book in this process against the instance in $DAGSTER_HOME, so the runs, the
+partitions and their lineage show in the UI afterwards (`make ui`). A book is four runs: style,
+book-level references, all pages in one step, then the PDF and ledger. Only the book's real
+pages are ever requested.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from bookbug_assets.partitions import books_partitions, page_slots_partitions, style_names
+from bookbug_assets.stories import Story, StoryError, load_story_file
+
+EXAMPLE_STORY = Path("data/stories/pip-and-the-lantern.yaml")
+
+
+def _assets(defs: dg.Definitions, *names: str) -> list:
+    wanted = set(names)
+    return [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and {k.path[-1] for k in a.keys} & wanted]
+
+
+def materialize_book(defs: dg.Definitions, instance: dg.DagsterInstance, story: Story,
+                     echo=print, include_style: bool = True) -> dict[str, dg.ExecuteInProcessResult]:
+    """The same runs the sensor's backfill makes, executed here, one after another."""
+    instance.add_dynamic_partitions(books_partitions.name, [story.book_id])
+    missing_slots = sorted(set(story.page_keys) - set(instance.get_dynamic_partitions(page_slots_partitions.name)))
+    if missing_slots:
+        instance.add_dynamic_partitions(page_slots_partitions.name, missing_slots)
+    resources = dict(defs.resources or {})
+    tags = {"bookbug/book": story.book_id}
+    steps: list[tuple[str, tuple[str, ...], dict]] = []
+    if include_style:
+        steps.append(("style", ("style_dataset", "style_lora"), {"partition_key": story.style}))
+    first, last = story.page_keys[0], story.page_keys[-1]
+    steps += [
+        ("references", ("story", "sprite_sheet", "hero_page"), {"partition_key": story.book_id}),
+        ("pages", ("book_pages",), {"tags": {
+            "dagster/asset_partition_range_start": str(dg.MultiPartitionKey({"book": story.book_id, "page": first})),
+            "dagster/asset_partition_range_end": str(dg.MultiPartitionKey({"book": story.book_id, "page": last}))}}),
+        ("pdf", ("book_pdf",), {"partition_key": story.book_id}),
+        ("ledger", ("generation_ledger",), {}),
+    ]
+    results = {}
+    for label, names, kwargs in steps:
+        started = time.monotonic()
+        echo(f"[bookbug] {story.book_id}: {label} ({', '.join(names)}) ...")
+        run_tags = {**tags, **kwargs.pop("tags", {})}
+        results[label] = dg.materialize(_assets(defs, *names), instance=instance, resources=resources,
+                                        tags=run_tags, **kwargs)
+        echo(f"[bookbug] {story.book_id}: {label} done in {time.monotonic() - started:.1f}s")
+    return results
+
+
+def _load(defs_styles: Path, path: Path) -> Story:
+    try:
+        return load_story_file(path, set(style_names(defs_styles)))
+    except StoryError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bookbug", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="render the example book end to end")
+    book = sub.add_parser("book", help="render one story file end to end")
+    book.add_argument("story_file", type=Path)
+    regen = sub.add_parser("regenerate", help="re-materialize exactly one book's assets and pages")
+    regen.add_argument("book_id")
+    args = parser.parse_args(argv)
+
+    from bookbug_assets.definitions import defs
+
+    storage = defs.resources["storage"]
+    if args.command == "regenerate":
+        from bookbug_assets.assets.book import find_story_file
+
+        try:
+            _, story = find_story_file(storage.stories_path, args.book_id, set(style_names(storage.styles_path)))
+        except dg.Failure as exc:
+            sys.exit(f"error: {exc.description}")
+    else:
+        story = _load(storage.styles_path, EXAMPLE_STORY if args.command == "demo" else args.story_file)
+    instance = dg.DagsterInstance.get()
+    started = time.monotonic()
+    results = materialize_book(defs, instance, story)
+    if not all(r.success for r in results.values()):
+        return 1
+    store = storage.store()
+    pdf = store.local_path(f"books/{story.book_id}/{story.book_id}.pdf")
+    from bookbug_assets.ledger import Ledger
+
+    rows = [r for r in Ledger(store).rows(story.book_id) if r.run_id in {res.run_id for res in results.values()}]
+    paid = [r for r in rows if r.status == "ok"]
+    print(f"[bookbug] {len(paid)} new generation(s), {sum(r.cache_hit for r in rows)} cache hit(s), "
+          f"${sum(r.cost_usd for r in rows):.2f} in {time.monotonic() - started:.1f}s")
+    print(f"[bookbug] PDF: {pdf.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

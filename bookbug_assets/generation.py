@@ -1,0 +1,264 @@
+"""The one path every image takes (DESIGN principle 1).
+
+generate_image(request) -> GenerationRecord:
+  1. hash the whole request; a cache hit returns the stored image at zero cost;
+  2. a journaled job for this request is resumed, never created twice;
+  3. otherwise reserve the price against the book's budget, create the job (retrying 429/5xx
+     with exponential backoff and jitter, since the clients never retry a POST), and journal
+     its id *before* waiting;
+  4. wait with a client-side deadline, download the output at once, store it by content hash
+     (atomic write), record the cache entry and a ledger row, clear the journal;
+  5. a safety refusal retries with a new seed, then a softened prompt, then fails with the
+     provider's reason.
+If the step is interrupted (run terminated) while waiting, the remote job is cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pydantic import BaseModel
+
+from bookbug_assets.ledger import BudgetGuard, Ledger, LedgerRow
+from bookbug_assets.providers.base import ImageProvider, ImageRequest, JobGone, ProviderError, SafetyRefusal
+from bookbug_assets.storage import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+SOFTENING = ("gentle, wholesome children's picture-book illustration, friendly and safe for all ages; ")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    deadline_s: float = 600.0  # per job, client side
+    refusal_retries: int = 2  # new seed, then softened prompt
+
+    def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
+        if retry_after_s is not None:
+            return min(self.max_delay_s, retry_after_s) + rng.uniform(0, self.base_delay_s / 2)
+        return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))  # full jitter
+
+
+@dataclass
+class GenerationContext:
+    """Everything a generation needs besides the request; one per step."""
+
+    store: ArtifactStore
+    ledger: Ledger
+    budget: BudgetGuard | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    run_id: str = ""
+    book_id: str = ""
+    asset: str = ""
+    logger: logging.Logger | logging.LoggerAdapter = log
+    sleep: callable = time.sleep
+    _in_flight: dict[str, ImageProvider] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cancel_in_flight(self) -> list[str]:
+        """Cancel every remote job this context is waiting on (the run is being terminated)."""
+        with self._lock:
+            jobs = list(self._in_flight.items())
+            self._in_flight.clear()
+        for job_id, provider in jobs:
+            try:
+                provider.cancel(job_id)
+            except Exception as exc:  # noqa: BLE001 - best effort while shutting down
+                self.logger.warning(f"could not cancel {provider.name} job {job_id}: {exc}")
+        return [job_id for job_id, _ in jobs]
+
+
+class GenerationRecord(BaseModel):
+    """What an asset keeps about an image: where it is and exactly what made it."""
+
+    request_key: str
+    image_key: str
+    image_sha256: str
+    provider: str
+    model: str
+    version: str | None = None
+    seed: int
+    prompt: str
+    width: int
+    height: int
+    job_id: str | None = None
+    remote_url: str | None = None
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    cache_hit: bool = False
+    attempts: int = 1
+    refusals: list[str] = []
+    lora: str | None = None
+    is_preview: bool = False
+    created_at: datetime
+
+
+class GenerationFailed(RuntimeError):
+    pass
+
+
+def cache_key_path(request_key: str) -> str:
+    return f"cache/{request_key[:2]}/{request_key}.json"
+
+
+def journal_path(request_key: str) -> str:
+    return f"journal/{request_key}.json"
+
+
+def _row(ctx: GenerationContext, request: ImageRequest, status: str, partition: str, **kw) -> LedgerRow:
+    return LedgerRow(run_id=ctx.run_id, book_id=ctx.book_id, asset=ctx.asset, partition=partition,
+                     kind=request.kind, provider=request.provider, model=request.model, seed=request.seed,
+                     request_key=request.cache_key(), status=status, is_preview=request.provider == "preview",
+                     lora=request.lora.name if request.lora else None, width=request.width,
+                     height=request.height, **kw)
+
+
+def cached_record(store: ArtifactStore, request: ImageRequest) -> GenerationRecord | None:
+    key = cache_key_path(request.cache_key())
+    if not store.exists(key):
+        return None
+    record = GenerationRecord.model_validate(store.read_json(key))
+    return record if store.exists(record.image_key) else None
+
+
+def generate_image(request: ImageRequest, provider: ImageProvider, ctx: GenerationContext,
+                   reference_bytes: dict[str, bytes] | None = None, partition: str = "") -> GenerationRecord:
+    """Return the image for `request`, paying for it at most once."""
+    original_key = request.cache_key()
+    hit = cached_record(ctx.store, request)
+    if hit is not None:
+        ctx.ledger.append(_row(ctx, request, "cached", partition, cache_hit=True, image_sha256=hit.image_sha256,
+                               version=hit.version, job_id=hit.job_id))
+        return hit.model_copy(update={"cache_hit": True, "cost_usd": 0.0})
+
+    refs = reference_bytes if reference_bytes is not None else {
+        ref.sha256: ctx.store.read_bytes(ref.key) for ref in request.references}
+    refusals: list[str] = []
+    attempt_request = request
+    for refusal_round in range(ctx.retry.refusal_retries + 1):
+        try:
+            record = _generate_once(attempt_request, provider, ctx, refs, partition, refusals)
+            break
+        except SafetyRefusal as refusal:
+            refusals.append(refusal.reason)
+            ctx.logger.warning(f"{provider.name}:{request.model} refused {request.label or request.kind} "
+                               f"(seed {attempt_request.seed}): {refusal.reason}")
+            if refusal_round == ctx.retry.refusal_retries:
+                raise GenerationFailed(
+                    f"{provider.name}:{request.model} refused {request.label or request.kind} "
+                    f"{len(refusals)} times (new seed, then a softened prompt); last reason: {refusal.reason}"
+                ) from None
+            update = {"seed": (attempt_request.seed * 7919 + 104729) % 2**32}
+            if refusal_round >= 1:
+                update["prompt"] = SOFTENING + request.prompt
+            attempt_request = attempt_request.model_copy(update=update)
+
+    if attempt_request is not request:
+        # A rerun of the original request must find the image instead of paying for refusals again.
+        ctx.store.write_json(cache_key_path(original_key), record.model_dump(mode="json"))
+    return record
+
+
+def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: GenerationContext,
+                   refs: dict[str, bytes], partition: str, refusals: list[str]) -> GenerationRecord:
+    key = request.cache_key()
+    hit = cached_record(ctx.store, request)
+    if hit is not None:
+        return hit.model_copy(update={"cache_hit": True, "cost_usd": 0.0})
+    caps = provider.validate(request)
+    price = caps.price_usd
+    rng = random.Random(key)
+    started = time.monotonic()
+
+    job_id = _resume_journal(ctx, request, key)
+    reserved = False
+    attempt = 0
+    while True:
+        attempt += 1
+        if job_id is None:
+            if ctx.budget is not None and not reserved:
+                ctx.budget.reserve(price, request.label or request.kind)
+                reserved = True
+            try:
+                job_id = provider.submit(request, refs)
+            except ProviderError as exc:
+                if not exc.transient or attempt >= ctx.retry.max_attempts:
+                    if reserved:
+                        ctx.budget.release(price)
+                    ctx.ledger.append(_row(ctx, request, "failed", partition, attempt=attempt, error=str(exc)))
+                    raise
+                wait_s = ctx.retry.delay(attempt, exc.retry_after_s, rng)
+                ctx.logger.info(f"{provider.name} busy ({exc.status or 'error'}); retrying create in {wait_s:.1f}s")
+                ctx.sleep(wait_s)
+                continue
+            ctx.store.write_json(journal_path(key), {
+                "job_id": job_id, "provider": provider.name, "model": request.model,
+                "submitted_at": datetime.now(timezone.utc).isoformat(), "run_id": ctx.run_id})
+        with ctx._lock:
+            ctx._in_flight[job_id] = provider
+        try:
+            output = provider.wait(job_id, request, ctx.retry.deadline_s)
+        except SafetyRefusal as exc:
+            ctx.store.delete(journal_path(key))
+            ctx.ledger.append(_row(ctx, request, "refused", partition, job_id=job_id, cost_usd=price,
+                                   attempt=attempt, error=exc.reason, latency_s=time.monotonic() - started))
+            raise
+        except JobGone:
+            ctx.logger.warning(f"{provider.name} no longer knows job {job_id}; creating a new one")
+            ctx.store.delete(journal_path(key))
+            job_id = None
+            continue
+        except ProviderError as exc:
+            # The job itself failed or timed out: its money is spent, a new job is a new charge.
+            ctx.store.delete(journal_path(key))
+            ctx.ledger.append(_row(ctx, request, "timeout" if exc.transient else "failed", partition,
+                                   job_id=job_id, cost_usd=price if not exc.transient else 0.0,
+                                   attempt=attempt, error=str(exc), latency_s=time.monotonic() - started))
+            if not exc.transient or attempt >= ctx.retry.max_attempts:
+                raise
+            job_id, reserved = None, False
+            ctx.sleep(ctx.retry.delay(attempt, exc.retry_after_s, rng))
+            continue
+        except BaseException:
+            # Run terminated or step interrupted: do not leave a paid job running unattended.
+            ctx.cancel_in_flight()
+            raise
+        finally:
+            with ctx._lock:
+                ctx._in_flight.pop(job_id, None)
+        break
+
+    sha, image_key = ctx.store.put_blob(output.image, ".png" if output.mime == "image/png" else ".jpg")
+    latency = time.monotonic() - started
+    record = GenerationRecord(
+        request_key=key, image_key=image_key, image_sha256=sha, provider=request.provider, model=request.model,
+        version=output.version, seed=output.seed if output.seed is not None else request.seed,
+        prompt=request.prompt, width=request.width, height=request.height, job_id=job_id,
+        remote_url=output.remote_url, cost_usd=price, latency_s=round(latency, 3), attempts=attempt + len(refusals),
+        refusals=list(refusals), lora=request.lora.name if request.lora else None,
+        is_preview=request.provider == "preview", created_at=datetime.now(timezone.utc))
+    ctx.store.write_json(cache_key_path(key), record.model_dump(mode="json"))
+    ctx.store.delete(journal_path(key))
+    ctx.ledger.append(_row(ctx, request, "ok", partition, job_id=job_id, image_sha256=sha, version=output.version,
+                           cost_usd=price, latency_s=round(latency, 3), attempt=attempt))
+    return record
+
+
+def _resume_journal(ctx: GenerationContext, request: ImageRequest, key: str) -> str | None:
+    path = journal_path(key)
+    if not ctx.store.exists(path):
+        return None
+    entry = ctx.store.read_json(path)
+    if entry.get("provider") != request.provider:
+        return None
+    ctx.logger.info(f"resuming {entry['provider']} job {entry['job_id']} journaled by run {entry.get('run_id')}; "
+                    "not creating a second paid job")
+    return entry["job_id"]

@@ -1,0 +1,181 @@
+"""The provider interface: one request shape, one result shape, declared capabilities.
+
+Every image in bookbug_assets goes through `generation.generate_image`, which only sees this
+interface. A provider is a family (preview, replicate, fal, local) that serves several models;
+each model declares what it accepts so the page renderer can adapt (stitch references into one
+image for a single-reference model, drop to prompt + LoRA where no reference is taken).
+
+Jobs are split into `submit` and `wait` so the caller can journal the job id between the two:
+a retried or restarted step resumes the job instead of paying for a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ImageKind = Literal["sprite_sheet", "hero_page", "page", "experiment", "style_sample"]
+LoraFamily = Literal["flux1", "flux2", "sdxl"]
+
+
+class ReferenceImage(BaseModel):
+    """An input image, addressed by content hash; `key` is its ArtifactStore key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: str  # "sprite_sheet", "hero_page", "style"...
+    sha256: str
+    key: str
+
+
+class LoraRef(BaseModel):
+    """A pinned LoRA: weights identified by hash, plus where a remote model can fetch them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    family: LoraFamily
+    sha256: str
+    key: str | None = None  # ArtifactStore key of the weights file
+    remote_ref: str | None = None  # Replicate version / HF path / URL a cloud model can load
+    trigger_word: str = ""
+    scale: float = 1.0
+
+
+class CharacterToken(BaseModel):
+    """What the preview renderer needs to draw a character recognisably on every page."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+
+
+class ImageRequest(BaseModel):
+    """A provider-neutral request. Its hash is the cache key: change anything, pay again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    model: str
+    kind: ImageKind
+    prompt: str
+    negative_prompt: str = ""
+    width: int = Field(ge=64, le=8192)
+    height: int = Field(ge=64, le=8192)
+    seed: int = Field(ge=0, lt=2**32)
+    references: tuple[ReferenceImage, ...] = ()
+    lora: LoraRef | None = None
+    # Hints the preview renderer draws from; cloud models only see the prompt.
+    characters: tuple[CharacterToken, ...] = ()
+    palette: tuple[str, ...] = ()
+    label: str = ""
+    scene: str = ""
+
+    def cache_key(self) -> str:
+        """sha256 of the whole request; references and LoRA enter by content hash."""
+        payload = self.model_dump(mode="json")
+        for ref in payload["references"]:
+            ref.pop("key")  # where the bytes live does not change the picture
+        if payload["lora"]:
+            payload["lora"].pop("key")
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+class ModelCapabilities(BaseModel):
+    """What a model accepts, and what one image costs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    max_references: int = 0
+    lora_family: LoraFamily | None = None  # LoRAs of this family only; None = no LoRA input
+    requires_reference: bool = False
+    seed_deterministic: bool = True
+    min_size: int = 256
+    max_size: int = 2048
+    price_usd: float = 0.0  # per output image
+    notes: str = ""
+
+
+class JobOutput(BaseModel):
+    """The finished job, bytes already downloaded (remote outputs expire)."""
+
+    image: bytes
+    mime: str = "image/png"
+    remote_url: str | None = None
+    version: str | None = None
+    seed: int | None = None
+    extra: dict = Field(default_factory=dict)
+
+
+class ProviderError(RuntimeError):
+    """A provider call failed. `transient` errors (429, 5xx, timeouts) are worth retrying."""
+
+    def __init__(self, provider: str, message: str, *, transient: bool = False, status: int | None = None,
+                 retry_after_s: float | None = None):
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.transient = transient
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class SafetyRefusal(ProviderError):
+    """The provider's safety filter refused the prompt or the output."""
+
+    def __init__(self, provider: str, reason: str):
+        super().__init__(provider, f"safety refusal: {reason}")
+        self.reason = reason
+
+
+class JobGone(ProviderError):
+    """A journaled job id the provider no longer knows; the caller submits afresh."""
+
+
+class ConfigurationError(ValueError):
+    """A request the chosen model cannot serve (wrong LoRA family, too many references)."""
+
+
+class ImageProvider(ABC):
+    """A family of models behind one API. Subclasses are small: build the input, parse the output."""
+
+    name: str = "base"
+
+    @abstractmethod
+    def capabilities(self, model: str) -> ModelCapabilities:
+        """Raise ConfigurationError for a model this provider does not serve."""
+
+    @abstractmethod
+    def submit(self, request: ImageRequest, reference_bytes: dict[str, bytes]) -> str:
+        """Start a job and return its id. Must not wait for the image."""
+
+    @abstractmethod
+    def wait(self, job_id: str, request: ImageRequest, deadline_s: float) -> JobOutput:
+        """Block until the job ends; download the output bytes at once."""
+
+    def cancel(self, job_id: str) -> None:  # noqa: B027 - optional for synchronous providers
+        """Cancel a remote job; best effort."""
+
+    def models(self) -> list[str]:
+        return []
+
+    def validate(self, request: ImageRequest) -> ModelCapabilities:
+        """Refuse, before anything is paid, what this model cannot do."""
+        caps = self.capabilities(request.model)
+        if request.lora is not None:
+            if caps.lora_family is None:
+                raise ConfigurationError(f"{self.name}:{request.model} takes no LoRA, but style LoRA "
+                                         f"{request.lora.name!r} was configured")
+            if caps.lora_family != request.lora.family:
+                raise ConfigurationError(
+                    f"LoRA {request.lora.name!r} was trained for {request.lora.family}; "
+                    f"{self.name}:{request.model} is a {caps.lora_family} model")
+        if caps.requires_reference and not request.references:
+            raise ConfigurationError(f"{self.name}:{request.model} needs a reference image")
+        return caps

@@ -1,0 +1,41 @@
+"""Provider families by name, imported only when chosen (the local family imports torch)."""
+
+from __future__ import annotations
+
+import importlib
+
+from bookbug_assets.providers.base import ConfigurationError, ImageProvider
+from bookbug_assets.providers.preview import PREVIEW_MODEL
+
+FAMILIES: dict[str, str] = {
+    "preview": "bookbug_assets.providers.preview:PreviewProvider",
+    "replicate": "bookbug_assets.providers.replicate:ReplicateProvider",
+    "fal": "bookbug_assets.providers.fal:FalProvider",
+    "local": "bookbug_assets.providers.local_diffusers:LocalDiffusersProvider",
+}
+
+DEFAULT_MODELS: dict[str, str] = {
+    "preview": PREVIEW_MODEL,
+    "replicate": "google/nano-banana-pro",
+    "fal": "fal-ai/nano-banana-pro",
+    "local": "flux-dev",
+}
+
+
+def parse_provider_spec(spec: str) -> tuple[str, str]:
+    """'replicate:google/nano-banana-pro' -> ('replicate', 'google/nano-banana-pro'); 'fal' -> its default."""
+    family, _, model = spec.strip().partition(":")
+    if family not in FAMILIES:
+        raise ConfigurationError(f"unknown provider family {family!r} in {spec!r}; "
+                                 f"choose one of {', '.join(sorted(FAMILIES))}")
+    return family, model or DEFAULT_MODELS[family]
+
+
+def provider_class(family: str) -> type[ImageProvider]:
+    module_name, _, attr = FAMILIES[family].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = " (install the [local] extra: pip install -e '.[local]')" if family == "local" else ""
+        raise ConfigurationError(f"provider family {family!r} is unavailable: {exc}{hint}") from exc
+    return getattr(module, attr)

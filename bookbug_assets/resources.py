@@ -1,0 +1,103 @@
+"""Resources: where things live (BookbugStorage) and which model draws (ImageProviders).
+
+Secrets arrive through Dagster EnvVar (wired in definitions.py), so the UI shows the variable's
+name, never its value.
+"""
+
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from bookbug_assets.generation import RetryPolicy
+from bookbug_assets.providers.base import ConfigurationError, ImageProvider
+from bookbug_assets.providers.registry import DEFAULT_MODELS, parse_provider_spec, provider_class
+from bookbug_assets.storage import ArtifactStore, LocalArtifactStore
+
+log = logging.getLogger(__name__)
+
+
+class BookbugStorage(dg.ConfigurableResource):
+    """Folders for stories and styles, and the ArtifactStore for everything generated."""
+
+    data_root: str = "data/outputs"
+    stories_dir: str = "data/stories"
+    styles_dir: str = "data/styles"
+
+    def store(self) -> ArtifactStore:
+        return LocalArtifactStore(self.data_root)
+
+    @property
+    def stories_path(self) -> Path:
+        return Path(self.stories_dir)
+
+    @property
+    def styles_path(self) -> Path:
+        return Path(self.styles_dir)
+
+
+class ImageProviders(dg.ConfigurableResource):
+    """Chooses and builds the image provider.
+
+    `default` is `auto` (a cloud default when a key is set, else the offline preview) or
+    `<family>:<model>`; a story's `provider` field overrides it per book.
+    """
+
+    default: str = "auto"
+    replicate_api_token: str | None = None
+    replicate_base_url: str | None = None
+    fal_key: str | None = None
+    fal_base_url: str | None = None
+    local_model_dir: str | None = None
+    local_device: str = "auto"
+    max_concurrency: int = 12
+    job_deadline_s: float = 600.0
+    max_attempts: int = 5
+    poll_interval_s: float = 1.0
+
+    _built: dict[str, ImageProvider] = PrivateAttr(default_factory=dict)
+    _announced: bool = PrivateAttr(default=False)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(max_attempts=self.max_attempts, deadline_s=self.job_deadline_s)
+
+    def choose(self, override: str | None = None) -> tuple[str, str]:
+        """(family, model) for a book: story override, then configured default, then auto."""
+        spec = override or self.default
+        if spec and spec != "auto":
+            return parse_provider_spec(spec)
+        if self.replicate_api_token:
+            return "replicate", DEFAULT_MODELS["replicate"]
+        if self.fal_key:
+            return "fal", DEFAULT_MODELS["fal"]
+        if not self._announced:
+            self._announced = True
+            log.warning("No REPLICATE_API_TOKEN or FAL_KEY and no BOOKBUG_PROVIDER set: rendering with the "
+                        "offline preview provider; every image and PDF will say PREVIEW.")
+        return "preview", DEFAULT_MODELS["preview"]
+
+    def provider(self, family: str, **local_kwargs: Any) -> ImageProvider:
+        """One provider object per family per run, so a local pipeline loads once."""
+        if family not in self._built:
+            self._built[family] = self._build(family, **local_kwargs)
+        return self._built[family]
+
+    def _build(self, family: str, **local_kwargs: Any) -> ImageProvider:
+        cls = provider_class(family)
+        if family == "replicate":
+            if not self.replicate_api_token:
+                raise ConfigurationError("replicate was chosen but REPLICATE_API_TOKEN is not set")
+            return cls(api_token=self.replicate_api_token,
+                       base_url=self.replicate_base_url or os.environ.get("REPLICATE_BASE_URL"),
+                       poll_interval_s=self.poll_interval_s)
+        if family == "fal":
+            if not self.fal_key:
+                raise ConfigurationError("fal was chosen but FAL_KEY is not set")
+            return cls(key=self.fal_key, base_url=self.fal_base_url, poll_interval_s=self.poll_interval_s)
+        if family == "local":
+            return cls(model_dir=self.local_model_dir, device=self.local_device, **local_kwargs)
+        return cls()

@@ -1,0 +1,125 @@
+"""Story sensors: a file dropped in data/stories/ becomes a book partition and a whole-book backfill.
+
+One tick, per new or changed file (content hash in the cursor, so an unchanged file never runs
+twice): parse and validate; on success add the book partition and any missing page slots and
+request a backfill of exactly that book's assets and real pages; on failure write a reason file
+naming the field, log it, and go on with the other files. The sensor never raises for a bad
+story: a failed tick would not advance the cursor and would block every later upload.
+"""
+
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+
+from bookbug_assets.partitions import books_partitions, page_slots_partitions, style_names
+from bookbug_assets.resources import BookbugStorage
+from bookbug_assets.stories import Story, StoryError, load_story_file
+from bookbug_assets.stories.parsing import MAX_STORY_BYTES, STORY_SUFFIXES
+
+BOOK_ASSETS = ("story", "sprite_sheet", "hero_page", "book_pdf")
+REJECTED_DIR = "rejected"
+
+
+def _file_fingerprint(path: Path) -> str:
+    size = path.stat().st_size
+    if size > MAX_STORY_BYTES:  # never read a huge upload just to hash it
+        return f"size:{size}:mtime:{path.stat().st_mtime_ns}"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:120] or "unnamed"
+
+
+def write_rejection(stories_dir: Path, name: str, reason: str) -> Path:
+    """A reason file beside the drop folder; the upload itself is left where it is."""
+    out_dir = stories_dir / REJECTED_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{_safe_name(name)}.reason.txt"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(reason + "\n")
+    tmp.replace(path)
+    return path
+
+
+def book_subset(asset_graph, story: Story, include_ledger: bool = True) -> AssetGraphSubset:
+    """Exactly one book: its book-level assets and its real pages, never the empty slots."""
+    wanted = {dg.AssetKeyPartitionKey(dg.AssetKey(name), story.book_id) for name in BOOK_ASSETS}
+    wanted |= {dg.AssetKeyPartitionKey(dg.AssetKey("book_pages"),
+                                       str(dg.MultiPartitionKey({"book": story.book_id, "page": page})))
+               for page in story.page_keys}
+    if include_ledger:
+        wanted.add(dg.AssetKeyPartitionKey(dg.AssetKey("generation_ledger"), None))
+    return AssetGraphSubset.from_asset_partition_set(wanted, asset_graph)
+
+
+def book_run_request(asset_graph, story: Story, reason: str) -> dg.RunRequest:
+    return dg.RunRequest.for_asset_graph_subset(book_subset(asset_graph, story),
+                                                tags={"bookbug/book": story.book_id, "bookbug/reason": reason})
+
+
+def scan_story_folder(stories_dir: Path, styles_dir: Path, seen: dict[str, str], log) -> tuple[list[Story], list[tuple[str, str]], dict[str, str]]:
+    """(new or changed stories, rejections (name, reason), new cursor state). Never raises per file."""
+    known_styles = set(style_names(styles_dir))
+    stories: list[Story] = []
+    rejected: list[tuple[str, str]] = []
+    state: dict[str, str] = {}
+    claimed: dict[str, str] = {}
+    files = sorted(p for p in stories_dir.iterdir() if p.is_file() and not p.name.startswith(".")) \
+        if stories_dir.is_dir() else []
+    for path in files:
+        try:
+            fingerprint = _file_fingerprint(path)
+        except OSError as exc:
+            log.warning(f"story sensor: cannot read {path.name}: {exc}")
+            continue
+        state[path.name] = fingerprint
+        if seen.get(path.name) == fingerprint:
+            continue
+        try:
+            if path.suffix.lower() not in STORY_SUFFIXES:
+                raise StoryError(path.name, [("", f"unsupported extension {path.suffix!r}; use .json or .yaml")])
+            parsed = load_story_file(path, known_styles)
+            if parsed.book_id in claimed:
+                raise StoryError(path.name, [("book_id", f"{parsed.book_id!r} is already used by "
+                                                         f"{claimed[parsed.book_id]}")])
+            claimed[parsed.book_id] = path.name
+            stories.append(parsed)
+        except StoryError as exc:
+            rejected.append((path.name, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one odd file must not stop the sensor
+            rejected.append((path.name, f"{path.name}: could not be read as a story: {type(exc).__name__}: {exc}"))
+    return stories, rejected, state
+
+
+@dg.sensor(name="story_folder_sensor", minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Watches the stories folder: a new or changed story adds its book partition and page slots "
+                       "and backfills exactly that book; a malformed one gets a reason file in rejected/.")
+def story_folder_sensor(context: dg.SensorEvaluationContext, storage: BookbugStorage) -> dg.SensorResult:
+    seen = json.loads(context.cursor)["files"] if context.cursor else {}
+    existing_books = set(context.instance.get_dynamic_partitions(books_partitions.name))
+    existing_slots = set(context.instance.get_dynamic_partitions(page_slots_partitions.name))
+    stories, rejected, state = scan_story_folder(storage.stories_path, storage.styles_path, seen, context.log)
+    for name, reason in rejected:
+        where = write_rejection(storage.stories_path, name, reason)
+        context.log.warning(f"rejected story {reason} (reason written to {where.name})")
+    new_books = sorted({s.book_id for s in stories} - existing_books)
+    new_slots = sorted({k for s in stories for k in s.page_keys} - existing_slots)
+    asset_graph = context.repository_def.asset_graph
+    run_requests = [book_run_request(asset_graph, s, "new story" if s.book_id in new_books else "story changed")
+                    for s in stories]
+    partition_requests = []
+    if new_books:
+        partition_requests.append(books_partitions.build_add_request(new_books))
+    if new_slots:
+        partition_requests.append(page_slots_partitions.build_add_request(new_slots))
+    cursor = json.dumps({"files": state}, sort_keys=True)
+    if not run_requests and not rejected:
+        return dg.SensorResult(skip_reason="no new or changed stories", cursor=cursor)
+    return dg.SensorResult(run_requests=run_requests, dynamic_partitions_requests=partition_requests, cursor=cursor)
+
