@@ -14,7 +14,9 @@ import re
 from pathlib import Path
 
 import dagster as dg
+# Private imports: RunRequest.for_asset_graph_subset (public) takes these; dagster has no public builder yet.
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+from dagster._core.definitions.events import AssetKeyPartitionKey
 
 from bookbug_assets.partitions import books_partitions, page_slots_partitions, style_names
 from bookbug_assets.resources import BookbugStorage
@@ -49,12 +51,12 @@ def write_rejection(stories_dir: Path, name: str, reason: str) -> Path:
 
 def book_subset(asset_graph, story: Story, include_ledger: bool = True) -> AssetGraphSubset:
     """Exactly one book: its book-level assets and its real pages, never the empty slots."""
-    wanted = {dg.AssetKeyPartitionKey(dg.AssetKey(name), story.book_id) for name in BOOK_ASSETS}
-    wanted |= {dg.AssetKeyPartitionKey(dg.AssetKey("book_pages"),
+    wanted = {AssetKeyPartitionKey(dg.AssetKey(name), story.book_id) for name in BOOK_ASSETS}
+    wanted |= {AssetKeyPartitionKey(dg.AssetKey("book_pages"),
                                        str(dg.MultiPartitionKey({"book": story.book_id, "page": page})))
                for page in story.page_keys}
     if include_ledger:
-        wanted.add(dg.AssetKeyPartitionKey(dg.AssetKey("generation_ledger"), None))
+        wanted.add(AssetKeyPartitionKey(dg.AssetKey("generation_ledger"), None))
     return AssetGraphSubset.from_asset_partition_set(wanted, asset_graph)
 
 

@@ -1,1 +1,1 @@
-"""LoRA trainers: cloud (Replicate, fal), local (peft, through Dagster Pipes), and pinning of existing LoRAs."""
+"""Style LoRA training: cloud trainers live with their providers; the local GPU trainer is in `training.local`."""

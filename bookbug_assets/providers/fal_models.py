@@ -1,0 +1,111 @@
+"""fal's model table: endpoint ids, their input field names, sizes and prices.
+
+A model id is the endpoint a user names (`BOOKBUG_PROVIDER=fal:fal-ai/flux-2`); where fal splits
+text-to-image and editing into two endpoints, references route the request to the edit one.
+Prices from the provider reference (§4); the FLUX.2 schemas and prices are UNCONFIRMED there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bookbug_assets.providers.base import ModelCapabilities
+from bookbug_assets.providers.replicate_models import fit_size, megapixels
+
+KONTEXT_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
+KONTEXT_DEV_RATIOS = KONTEXT_RATIOS + ("4:5", "5:4")
+NANO_RATIOS = ("21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16")
+
+
+@dataclass(frozen=True)
+class FalModel:
+    caps: ModelCapabilities
+    refs: str = "none"  # "list" (image_urls), "single" (image_url, references stitched), "none"
+    ref_field: str = ""
+    edit_endpoint: str = ""  # where a request with references goes, if not this endpoint
+    # "ratio": aspect_ratio enum; "image_size": {width, height}; "resolution_mode": kontext dev's ratio field
+    size: str = "image_size"
+    ratios: tuple[str, ...] = KONTEXT_RATIOS
+    lora: bool = False  # takes loras=[{path, scale}]
+    resolution: bool = False  # nano-banana's 1K/2K/4K tier
+    fixed: dict = field(default_factory=dict)
+    per_mp: bool = False  # caps.price_usd is per output megapixel, rounded up
+    extra_mp_usd: float | None = None  # caps.price_usd covers the first megapixel, then this per MP
+    price_4k: float | None = None
+
+    def cost_usd(self, width: int, height: int) -> float:
+        if self.price_4k is not None and max(width, height) > 2048:
+            return self.price_4k
+        mp = megapixels(*fit_size(width, height, 256, self.caps.max_size))
+        if self.per_mp:
+            return round(self.caps.price_usd * mp, 4)
+        if self.extra_mp_usd is not None:
+            return round(self.caps.price_usd + self.extra_mp_usd * (mp - 1), 4)
+        return self.caps.price_usd
+
+
+def _caps(model: str, **kw) -> ModelCapabilities:
+    return ModelCapabilities(model=model, **kw)
+
+
+_STITCHED = "one image_url: all references are stitched side by side into it"
+_PNG = {"output_format": "png"}
+
+
+def _nano(model: str, edit: bool) -> FalModel:
+    return FalModel(
+        _caps(model, max_references=14, requires_reference=edit, seed_deterministic=False, max_size=4096,
+              price_usd=0.15, notes="image_urls up to 14 (edit endpoint); $0.30 at 4K"),
+        refs="list", ref_field="image_urls", edit_endpoint="" if edit else "fal-ai/nano-banana-pro/edit",
+        size="ratio", ratios=NANO_RATIOS, resolution=True, price_4k=0.30, fixed=_PNG)
+
+
+def _kontext_pro(model: str, price: float, multi: bool) -> FalModel:
+    note = "image_urls (experimental multi-reference endpoint)" if multi else _STITCHED
+    return FalModel(
+        _caps(model, max_references=4, requires_reference=True, max_size=1568, price_usd=price, notes=note),
+        refs="list" if multi else "single", ref_field="image_urls" if multi else "image_url",
+        size="ratio", ratios=KONTEXT_RATIOS, fixed=_PNG)
+
+
+def _flux2(model: str, edit_endpoint: str, max_refs: int, price: float, extra: float | None, per_mp: bool,
+           notes: str, edit: bool = False) -> FalModel:
+    return FalModel(
+        _caps(model, max_references=max_refs, requires_reference=edit, max_size=2048, price_usd=price,
+              notes=notes + " (schema and price UNCONFIRMED)"),
+        refs="list", ref_field="image_urls", edit_endpoint=edit_endpoint, per_mp=per_mp, extra_mp_usd=extra,
+        fixed=_PNG)
+
+
+FAL_MODELS: dict[str, FalModel] = {
+    m.caps.model: m for m in [
+        _nano("fal-ai/nano-banana-pro", edit=False),
+        _nano("fal-ai/nano-banana-pro/edit", edit=True),
+        _kontext_pro("fal-ai/flux-pro/kontext", 0.04, multi=False),
+        _kontext_pro("fal-ai/flux-pro/kontext/max", 0.08, multi=False),
+        _kontext_pro("fal-ai/flux-pro/kontext/multi", 0.04, multi=True),
+        _kontext_pro("fal-ai/flux-pro/kontext/max/multi", 0.08, multi=True),
+        FalModel(
+            _caps("fal-ai/flux-kontext/dev", max_references=4, requires_reference=True, max_size=1568,
+                  price_usd=0.025, notes=f"{_STITCHED}; $0.025 per megapixel (UNCONFIRMED)"),
+            refs="single", ref_field="image_url", size="resolution_mode", ratios=KONTEXT_DEV_RATIOS,
+            per_mp=True, fixed=_PNG),
+        FalModel(
+            _caps("fal-ai/flux-lora", lora_family="flux1", max_size=2048, price_usd=0.035,
+                  notes="loras=[{path, scale}] (diffusers_lora_file URL or any .safetensors URL); "
+                        "$0.035 per megapixel, rounded up"),
+            lora=True, per_mp=True, fixed=_PNG),
+        _flux2("fal-ai/flux-2", "fal-ai/flux-2/edit", 4, 0.012, None, True,
+               "FLUX.2 [dev]; references go to /edit (image_urls up to 4); $0.012 per megapixel"),
+        _flux2("fal-ai/flux-2/edit", "", 4, 0.012, None, True, "FLUX.2 [dev] edit, image_urls up to 4",
+               edit=True),
+        FalModel(
+            _caps("fal-ai/flux-2/lora", lora_family="flux2", max_size=2048, price_usd=0.021,
+                  notes="FLUX.2 LoRAs only; $0.021 per megapixel (schema UNCONFIRMED)"),
+            lora=True, per_mp=True, fixed=_PNG),
+        _flux2("fal-ai/flux-2-pro", "fal-ai/flux-2-pro/edit", 8, 0.03, 0.015, False,
+               "references go to /edit (image_urls up to 8); $0.03 first megapixel + $0.015 each further"),
+        _flux2("fal-ai/flux-2-pro/edit", "", 8, 0.03, 0.015, False, "FLUX.2 [pro] edit, image_urls up to 8",
+               edit=True),
+    ]
+}

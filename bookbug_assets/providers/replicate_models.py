@@ -1,0 +1,220 @@
+"""Replicate's model table, plus the image helpers both cloud families share.
+
+Each entry says which input fields the model takes (names differ from model to model and the API
+answers an unknown field with a 422), how its size is expressed, and what one image costs.
+Prices come from the provider reference; most are marked UNCONFIRMED there, so the notes say so.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from bookbug_assets.providers.base import ConfigurationError, ImageRequest, ModelCapabilities
+
+# --- helpers shared with the fal module ---------------------------------------------------------
+
+RATIOS_11 = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
+RATIOS_9 = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
+RATIOS_NANO = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+
+
+def nearest_ratio(width: int, height: int, choices: tuple[str, ...]) -> str:
+    """The enum value closest to width:height, compared on a log scale so 2:1 and 1:2 are symmetric."""
+    target = math.log(width / height)
+
+    def distance(choice: str) -> float:
+        w, h = (float(x) for x in choice.split(":"))
+        return abs(math.log(w / h) - target)
+
+    return min(choices, key=distance)
+
+
+def fit_size(width: int, height: int, lo: int, hi: int, multiple: int = 16,
+             max_pixels: int | None = None) -> tuple[int, int]:
+    """Scale (keeping the ratio) into [lo, hi] per side and under max_pixels, rounded to `multiple`."""
+    scale = min(1.0, hi / max(width, height))
+    if max_pixels:
+        scale = min(scale, math.sqrt(max_pixels / (width * height)))
+    scale = max(scale, lo / min(width, height))
+    w, h = width * scale, height * scale
+
+    def snap(v: float) -> int:  # round down, so the side and pixel limits still hold after snapping
+        return int(min(hi, max(lo, math.floor(v / multiple + 1e-9) * multiple)))
+
+    return snap(w), snap(h)
+
+
+def megapixels(width: int, height: int) -> int:
+    """Output megapixels rounded up, the unit per-MP prices are billed in."""
+    return max(1, math.ceil(width * height / 1_000_000))
+
+
+def stitch(images: list[bytes], max_side: int = 2048, gutter: int = 16) -> bytes:
+    """Place images side by side on white, at one height, as one PNG.
+
+    Single-reference models (Kontext) see one picture; the sprite sheet next to the hero page
+    still tells them who the characters are and how the book looks.
+    """
+    if len(images) == 1:
+        return images[0]
+    opened = [Image.open(io.BytesIO(b)).convert("RGB") for b in images]
+    height = min(max(im.height for im in opened), max_side)
+    scaled = [im.resize((max(1, round(im.width * height / im.height)), height)) for im in opened]
+    width = sum(im.width for im in scaled) + gutter * (len(scaled) - 1)
+    canvas = Image.new("RGB", (width, height), "white")
+    x = 0
+    for im in scaled:
+        canvas.paste(im, (x, 0))
+        x += im.width + gutter
+    if max(canvas.size) > max_side:
+        factor = max_side / max(canvas.size)
+        canvas = canvas.resize((max(1, round(canvas.width * factor)), max(1, round(canvas.height * factor))))
+    out = io.BytesIO()
+    canvas.save(out, format="PNG")
+    return out.getvalue()
+
+
+def sniff_mime(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
+
+
+def with_trigger(prompt: str, trigger_word: str) -> str:
+    """A LoRA only shows its style when its trigger word is in the prompt."""
+    if not trigger_word or re.search(rf"\b{re.escape(trigger_word)}\b", prompt):
+        return prompt
+    return f"{trigger_word}, {prompt}"
+
+
+def image_size_of(data: bytes) -> tuple[int, int] | None:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - the size is informational only
+        return None
+
+
+class Redactor:
+    """Removes a secret from any text before it reaches an exception, a log or a file."""
+
+    def __init__(self, secret: str | None):
+        self._secret = secret or ""
+
+    def __call__(self, text: Any, limit: int = 600) -> str:
+        text = str(text)
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return text if len(text) <= limit else text[:limit] + "..."
+
+
+
+def ordered_refs(request: ImageRequest, reference_bytes: dict[str, bytes], limit: int,
+                  provider: str) -> list[bytes]:
+    """The request's references in order (sprite sheet first, as the renderer lists them)."""
+    if len(request.references) > limit:
+        raise ConfigurationError(f"{provider}:{request.model} takes at most {limit} references, "
+                                 f"got {len(request.references)}")
+    missing = [r.sha256[:12] for r in request.references if r.sha256 not in reference_bytes]
+    if missing:
+        raise ConfigurationError(f"reference bytes missing for {', '.join(missing)}")
+    return [reference_bytes[r.sha256] for r in request.references]
+
+
+# --- the Replicate table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplicateModel:
+    caps: ModelCapabilities
+    # How references travel: "list" (one array field), "single" (stitched into one field),
+    # "pair" (input_image_1 + input_image_2, extras stitched into the second), "none".
+    refs: str = "none"
+    ref_field: str = ""
+    # "ratio": aspect_ratio enum; "custom": aspect_ratio=custom + width/height; "wh": width/height.
+    size: str = "ratio"
+    ratios: tuple[str, ...] = RATIOS_11
+    size_range: tuple[int, int] = (256, 1440)
+    lora_field: str = ""  # "lora_weights" | "hf_lora"
+    lora_scale_range: tuple[float, float] = (-1.0, 3.0)
+    by_version: bool = False  # community models are run by version id, looked up at run time
+    seed: bool = True
+    fixed: dict = field(default_factory=dict)  # inputs sent on every call
+    price_per_mp: float | None = None  # billed per output megapixel instead of per image
+    price_4k: float | None = None
+    negative_prompt: bool = False
+
+
+def _caps(model: str, **kw) -> ModelCapabilities:
+    return ModelCapabilities(model=model, **kw)
+
+
+_KONTEXT_NOTE = "one input_image: all references are stitched side by side into it"
+
+REPLICATE_MODELS: dict[str, ReplicateModel] = {
+    m.caps.model: m for m in [
+        ReplicateModel(
+            _caps("google/nano-banana-pro", max_references=14, seed_deterministic=False, min_size=256,
+                  max_size=4096, price_usd=0.15,
+                  notes="image_input up to 14 references; no seed input; $0.30 at 4K (UNCONFIRMED)"),
+            refs="list", ref_field="image_input", ratios=RATIOS_NANO, seed=False, price_4k=0.30,
+            fixed={"output_format": "png"}),
+        ReplicateModel(
+            _caps("black-forest-labs/flux-kontext-dev", max_references=4, requires_reference=True,
+                  max_size=1568, price_usd=0.025, notes=f"{_KONTEXT_NOTE}; go_fast off (UNCONFIRMED price)"),
+            refs="single", ref_field="input_image",
+            fixed={"output_format": "png", "go_fast": False}),
+        ReplicateModel(
+            _caps("black-forest-labs/flux-kontext-pro", max_references=4, max_size=1568, price_usd=0.04,
+                  notes=f"{_KONTEXT_NOTE}; text-to-image without one (BFL list price)"),
+            refs="single", ref_field="input_image", ratios=RATIOS_9,
+            fixed={"output_format": "png", "safety_tolerance": 2}),
+        ReplicateModel(
+            _caps("black-forest-labs/flux-kontext-max", max_references=4, max_size=1568, price_usd=0.08,
+                  notes=f"{_KONTEXT_NOTE}; text-to-image without one (BFL list price)"),
+            refs="single", ref_field="input_image", ratios=RATIOS_9,
+            fixed={"output_format": "png", "safety_tolerance": 2}),
+        ReplicateModel(
+            _caps("flux-kontext-apps/multi-image-kontext-pro", max_references=4, requires_reference=True,
+                  max_size=1568, price_usd=0.04,
+                  notes="exactly two inputs: the first reference, then the rest stitched (UNCONFIRMED price)"),
+            refs="pair", ratios=RATIOS_9, fixed={"output_format": "png", "safety_tolerance": 2}),
+        ReplicateModel(
+            _caps("black-forest-labs/flux-dev-lora", lora_family="flux1", max_size=1536, price_usd=0.032,
+                  notes="lora_weights (Replicate model/version, HF path or .safetensors URL); go_fast off"),
+            lora_field="lora_weights",
+            fixed={"output_format": "png", "go_fast": False, "num_outputs": 1}),
+        ReplicateModel(
+            _caps("lucataco/flux-dev-lora", lora_family="flux1", max_size=1536, price_usd=0.03,
+                  notes="hf_lora (HF repo, weights tar or .safetensors URL), scale 0-1; community model "
+                        "billed per second (UNCONFIRMED price)"),
+            lora_field="hf_lora", lora_scale_range=(0.0, 1.0), by_version=True,
+            fixed={"output_format": "png", "num_outputs": 1}),
+        ReplicateModel(
+            _caps("black-forest-labs/flux-2-dev", max_references=4, max_size=1440, price_usd=0.012,
+                  notes="input_images up to 4; custom width/height (UNCONFIRMED price)"),
+            refs="list", ref_field="input_images", size="custom", size_range=(256, 1440),
+            fixed={"output_format": "png", "go_fast": False}),
+        ReplicateModel(
+            _caps("black-forest-labs/flux-2-pro", max_references=8, max_size=2048, price_usd=0.015,
+                  notes="input_images up to 8; $0.015 per output megapixel (UNCONFIRMED)"),
+            refs="list", ref_field="input_images", size="custom", size_range=(256, 2048),
+            price_per_mp=0.015, fixed={"output_format": "png", "safety_tolerance": 2}),
+        ReplicateModel(
+            _caps("stability-ai/sdxl", max_size=1536, price_usd=0.004,
+                  notes="cheap text-only baseline; takes a negative prompt; community model billed per "
+                        "second (UNCONFIRMED price)"),
+            size="wh", size_range=(512, 1536), by_version=True, negative_prompt=True,
+            fixed={"num_outputs": 1}),
+    ]
+}

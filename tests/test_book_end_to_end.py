@@ -1,0 +1,73 @@
+"""The example book materialized in-process on a throwaway instance, then again from cache."""
+
+import shutil
+
+import pytest
+from pypdf import PdfReader
+
+from bookbug_assets.cli import materialize_book
+from bookbug_assets.ledger import Ledger
+from bookbug_assets.stories import load_story_file
+from tests.conftest import EXAMPLE
+
+POINTS = 72
+
+
+@pytest.fixture
+def rendered(workspace, defs_for, instance):
+    shutil.copy(EXAMPLE, workspace["stories"] / EXAMPLE.name)
+    defs = defs_for()
+    story = load_story_file(workspace["stories"] / EXAMPLE.name, {"soft-meadow"})
+    results = materialize_book(defs, instance, story, echo=lambda *_: None)
+    return defs, story, results
+
+
+def test_every_asset_materializes_and_the_pdf_is_print_ready(rendered, workspace, instance):
+    defs, story, results = rendered
+    assert all(r.success for r in results.values())
+    page_events = results["pages"].get_asset_materialization_events()
+    assert sorted(e.partition for e in page_events) == [f"{story.book_id}|{k}" for k in story.page_keys]
+    metadata = page_events[0].materialization.metadata
+    for field in ("preview", "provider", "model", "seed", "cost_usd", "cache_hit", "text"):
+        assert field in metadata, field
+    materialized = {k.to_user_string() for k in instance.get_asset_keys()}
+    assert {"style_dataset", "style_lora", "story", "sprite_sheet", "hero_page", "book_pages", "book_pdf",
+            "generation_ledger"} <= materialized
+
+    pdf = PdfReader(workspace["outputs"] / "books" / story.book_id / f"{story.book_id}.pdf")
+    assert len(pdf.pages) == 13  # cover + 12
+    for page in pdf.pages:
+        assert float(page.mediabox.width) == pytest.approx(8.75 * POINTS)
+        assert float(page.mediabox.height) == pytest.approx(8.75 * POINTS)
+        assert float(page.trimbox.left) == pytest.approx(0.125 * POINTS)
+        for image in page.images:
+            # 300 DPI across the full-bleed width
+            assert image.image.width >= 8.75 * 300 - 1
+    text = " ".join(" ".join(p.extract_text().split()) for p in pdf.pages)
+    assert "At the edge of the meadow lived a little mouse called Pip." in text
+    assert "PREVIEW" in text or "PREVIEW" in (pdf.metadata.title or "")
+
+
+def test_second_materialization_is_all_cache_hits_and_free(rendered, instance):
+    defs, story, first = rendered
+    ledger = Ledger(defs.resources["storage"].store())
+    before = len(ledger.rows(story.book_id))
+    again = materialize_book(defs, instance, story, echo=lambda *_: None)
+    new_rows = ledger.rows(story.book_id)[before:]
+    assert len(new_rows) == 14  # sprite sheet + hero + 12 pages
+    assert all(r.cache_hit and r.cost_usd == 0 for r in new_rows)
+    assert not any(r.status == "ok" for r in new_rows)
+    assert all(r.success for r in again.values())
+
+
+def test_a_page_slot_past_the_end_of_the_book_fails_loudly(rendered, instance):
+    import dagster as dg
+
+    defs, story, _ = rendered
+    instance.add_dynamic_partitions("page_slots", ["013"])
+    from bookbug_assets.cli import _assets
+
+    result = dg.materialize(_assets(defs, "book_pages"), instance=instance, resources=dict(defs.resources),
+                            partition_key=f"{story.book_id}|013", raise_on_error=False)
+    assert not result.success
+    assert "past the end" in str(result.all_events)
