@@ -19,9 +19,11 @@ $(VENV)/.test: $(VENV)/.base
 	$(PY) -m pip install -q -e '.[dev,local]'
 	touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml $(VENV)/.base
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
+	# Pools with their own limits (the rest get concurrency.pools.default_limit): one job per GPU.
+	$(VENV)/bin/dagster instance concurrency set local_gpu 1 >/dev/null
 
 venv: $(VENV)/.base
 

@@ -43,7 +43,7 @@ def build_style_assets(styles_dir: Path) -> list[dg.AssetsDefinition]:
                       "trainer": config.trainer, "zip": store.uri(zip_key)})
 
     @dg.asset(partitions_def=styles_partitions, group_name="style", code_version="1", deps=[style_dataset],
-              kinds={"python"}, pool="style_training",
+              kinds={"python"}, pool="local_gpu",
               description="The style as models use it: a trained or pinned LoRA, or (trainer: none) a style "
                           "profile of prompt prefix, trigger word and palette with no LoRA.")
     def style_lora(context: dg.AssetExecutionContext, storage: BookbugStorage,
@@ -68,7 +68,7 @@ def build_style_assets(styles_dir: Path) -> list[dg.AssetsDefinition]:
         else:
             from bookbug_assets.training.run import train_style_lora
 
-            trained = train_style_lora(context, store, image_providers, config, manifest)
+            trained = train_style_lora(context, store, image_providers, config, manifest, storage.styles_path)
             profile["lora"] = trained.lora.model_dump()
             metadata.update(trained.metadata)
         key = style_key(style, "lora.json")

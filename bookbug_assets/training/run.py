@@ -1,0 +1,104 @@
+"""Train a style LoRA with the trainer a style names, paying at most once per dataset.
+
+A finished training is cached by (dataset hash, trainer, steps, rank); an unfinished one is
+journaled by job id before waiting, so a restarted step resumes it. The weights are kept in
+the ArtifactStore (remote copies expire) and the LoraRef pins them by hash.
+"""
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from bookbug_assets.ledger import Ledger, LedgerRow
+from bookbug_assets.providers.base import ConfigurationError, LoraRef
+from bookbug_assets.resources import ImageProviders
+from bookbug_assets.storage import ArtifactStore
+from bookbug_assets.styles import StyleConfig
+
+TRAINER_MODELS = {"replicate": "ostris/flux-dev-lora-trainer", "fal": "fal-ai/flux-lora-fast-training",
+                  "local": "local/flux-dev-lora-peft"}
+
+
+@dataclass(frozen=True)
+class TrainedStyle:
+    lora: LoraRef
+    metadata: dict
+
+
+def _cloud_trainer(trainer: str, providers: ImageProviders):
+    if trainer == "replicate":
+        from bookbug_assets.training.replicate import ReplicateLoraTrainer
+
+        if not providers.replicate_api_token:
+            raise ConfigurationError("style trainer 'replicate' needs REPLICATE_API_TOKEN")
+        return ReplicateLoraTrainer(api_token=providers.replicate_api_token, base_url=providers.replicate_base_url,
+                                    poll_interval_s=providers.poll_interval_s)
+    from bookbug_assets.training.fal import FalLoraTrainer
+
+    if not providers.fal_key:
+        raise ConfigurationError("style trainer 'fal' needs FAL_KEY")
+    return FalLoraTrainer(key=providers.fal_key, base_url=providers.fal_base_url,
+                          poll_interval_s=providers.poll_interval_s)
+
+
+def train_style_lora(context: dg.AssetExecutionContext, store: ArtifactStore, providers: ImageProviders,
+                     config: StyleConfig, manifest: dict, styles_dir: Path,
+                     pipes_client: dg.PipesSubprocessClient | None = None) -> TrainedStyle:
+    style = manifest["style"]
+    trainer = config.trainer
+    job_hash = hashlib.sha256(f"{manifest['dataset_sha256']}:{trainer}:{config.training_steps}:"
+                              f"{config.lora_rank}".encode()).hexdigest()
+    done_key = f"styles/{style}/trained/{job_hash}.json"
+    if store.exists(done_key):
+        cached = store.read_json(done_key)
+        context.log.info(f"style {style}: reusing the LoRA trained earlier for this exact dataset ({done_key})")
+        return TrainedStyle(LoraRef.model_validate(cached["lora"]), {**cached["metadata"], "cache_hit": True})
+
+    started = time.monotonic()
+    if trainer == "local":
+        from bookbug_assets.training.local.config import LocalTrainingConfig
+        from bookbug_assets.training.local.launcher import run_local_lora_training
+
+        out_dir = store.local_path(f"styles/{style}/local_training/{job_hash[:16]}/weights.safetensors").parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result = run_local_lora_training(
+            context, pipes_client or dg.PipesSubprocessClient(), dataset_dir=str(styles_dir / style / "images"),
+            output_dir=str(out_dir), trigger_word=config.trigger_word,
+            config=LocalTrainingConfig(steps=config.training_steps, rank=config.lora_rank))
+        weights = Path(result.weights_path).read_bytes()
+        remote_ref, cost, job_id = None, 0.0, f"local-{job_hash[:12]}"
+        extra = {"final_loss": result.final_loss, "resumed_from_step": result.start_step}
+    else:
+        client = _cloud_trainer(trainer, providers)
+        journal = f"journal/training-{job_hash}.json"
+        if store.exists(journal):
+            job_id = store.read_json(journal)["job_id"]
+            context.log.info(f"resuming {trainer} training {job_id}; not starting a second paid one")
+        else:
+            zip_bytes = store.read_bytes(manifest["zip_key"])
+            job_id = client.submit(zip_bytes, config.trigger_word, config.training_steps, config.lora_rank,
+                                   destination=f"bookbug-style-{style}")
+            store.write_json(journal, {"job_id": job_id, "trainer": trainer, "style": style})
+        trained = client.wait(job_id, deadline_s=providers.job_deadline_s * 12)
+        weights = trained.weights if trained.weights is not None else Path(trained.weights_path).read_bytes()
+        remote_ref, cost = trained.remote_ref, trained.cost_usd
+        extra = {"remote_ref": remote_ref or "", "remote_duration_s": trained.duration_s}
+        store.delete(journal)
+
+    sha, key = store.put_blob(weights, ".safetensors")
+    lora = LoraRef(name=f"{style}-{sha[:8]}", family="flux1", sha256=sha, key=key, remote_ref=remote_ref,
+                   trigger_word=config.trigger_word, scale=1.0)
+    duration = round(time.monotonic() - started, 2)
+    Ledger(store).append(LedgerRow(run_id=context.run.run_id, asset="style_lora", partition=style, kind="training",
+                                   provider=trainer, model=TRAINER_MODELS[trainer], seed=0, request_key=job_hash,
+                                   job_id=job_id, image_sha256=sha, status="ok", cost_usd=cost,
+                                   latency_s=duration, lora=lora.name))
+    metadata = {"trainer": trainer, "trainer_model": TRAINER_MODELS[trainer], "weights_sha256": sha,
+                "weights": store.uri(key), "steps": config.training_steps, "rank": config.lora_rank,
+                "trigger_word": config.trigger_word, "cost_usd": cost, "training_duration_s": duration,
+                "job_id": job_id, **extra}
+    store.write_json(done_key, {"lora": lora.model_dump(), "metadata": metadata})
+    return TrainedStyle(lora, metadata)
