@@ -1,0 +1,173 @@
+"""Input schemas of the fal endpoints bookbug uses, as FakeFal enforces them.
+
+Sources: shared reference providers.md §4 (copies of fal's llms.txt / API docs).
+The FLUX.2 schemas (§4.5) were not retrievable there and are a best guess built from
+the FLUX.1 endpoints plus `image_urls` on the edit variants: UNCONFIRMED.
+
+Each entry:
+- kind: "image" or "training"
+- style: "flux" (images + seed + has_nsfw_concepts + prompt + timings) or
+  "nano" (images with file_name + description), the two output shapes fal uses
+- input: JSON schema
+- sizing: see _schema.nominal_size
+"""
+
+from __future__ import annotations
+
+from ._schema import obj
+
+STR = {"type": "string"}
+URI = {"type": "string", "format": "uri"}
+BOOL = {"type": "boolean"}
+INT = {"type": "integer"}
+
+
+def enum(values: list, default=None) -> dict:
+    out = {"type": "string", "enum": list(values)}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def rng(kind: str, lo, hi, default=None) -> dict:
+    out = {"type": kind, "minimum": lo, "maximum": hi}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def dflt(schema: dict, default) -> dict:
+    return {**schema, "default": default}
+
+
+def url_list(max_items: int | None = None) -> dict:
+    out = {"type": "array", "items": URI, "minItems": 1}
+    if max_items is not None:
+        out["maxItems"] = max_items
+    return out
+
+
+IMAGE_SIZE = {
+    "anyOf": [
+        enum(["square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"]),
+        obj({"width": rng("integer", 64, 14142), "height": rng("integer", 64, 14142)}, ["width", "height"]),
+    ],
+    "default": "landscape_4_3",
+}
+LORA_ITEM = obj({"path": STR, "scale": rng("number", -4, 4, 1.0)}, ["path"])
+KONTEXT_RATIOS = ["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
+NANO_RATIOS = ["auto", "21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16"]
+TOLERANCE6 = enum(["1", "2", "3", "4", "5", "6"], "2")
+
+_COMMON = {
+    "prompt": STR,
+    "seed": INT,
+    "sync_mode": dflt(BOOL, False),
+    "num_images": rng("integer", 1, 4, 1),
+}
+_KONTEXT_PRO = {
+    **_COMMON,
+    "guidance_scale": rng("number", 1, 20, 3.5),
+    "output_format": enum(["jpeg", "png"], "jpeg"),
+    "safety_tolerance": TOLERANCE6,
+    "enhance_prompt": dflt(BOOL, False),
+    "aspect_ratio": enum(KONTEXT_RATIOS),
+}
+_NANO = {
+    **_COMMON,
+    "aspect_ratio": enum(NANO_RATIOS, "1:1"),
+    "output_format": enum(["png", "jpeg", "webp"], "png"),
+    "safety_tolerance": enum(["1", "2", "3", "4", "5", "6"], "4"),
+    "resolution": enum(["1K", "2K", "4K"], "1K"),
+    "limit_generations": dflt(BOOL, False),
+    "enable_web_search": dflt(BOOL, False),
+}
+_FLUX1 = {
+    **_COMMON,
+    "image_size": IMAGE_SIZE,
+    "num_inference_steps": rng("integer", 1, 50, 28),
+    "guidance_scale": rng("number", 0, 35, 3.5),
+    "enable_safety_checker": dflt(BOOL, True),
+    "output_format": enum(["jpeg", "png"], "jpeg"),
+    "acceleration": enum(["none", "regular"], "none"),
+}
+_FLUX2 = {  # UNCONFIRMED, see module docs
+    **_COMMON,
+    "image_size": IMAGE_SIZE,
+    "num_inference_steps": rng("integer", 4, 50, 28),
+    "guidance_scale": rng("number", 0, 20, 2.5),
+    "enable_safety_checker": dflt(BOOL, True),
+    "output_format": enum(["jpeg", "png", "webp"], "png"),
+    "acceleration": enum(["none", "regular", "high"], "regular"),
+}
+_FLUX2_PRO = {  # UNCONFIRMED, see module docs
+    **_COMMON,
+    "image_size": IMAGE_SIZE,
+    "safety_tolerance": enum(["1", "2", "3", "4", "5"], "2"),
+    "enable_safety_checker": dflt(BOOL, True),
+    "output_format": enum(["jpeg", "png"], "jpeg"),
+}
+_KONTEXT_SIZING = {"mode": "kontext", "default_ar": "match_input_image"}
+_NANO_SIZING = {"mode": "area", "default_ar": "1:1"}
+_IMAGE_SIZE_SIZING = {"mode": "fal_image_size", "default": "landscape_4_3"}
+
+
+def _image(style: str, props: dict, required: list[str], sizing: dict) -> dict:
+    return {"kind": "image", "style": style, "input": obj(props, required), "sizing": sizing}
+
+
+FAL_ENDPOINT_SCHEMAS: dict[str, dict] = {
+    "fal-ai/nano-banana-pro": _image("nano", _NANO, ["prompt"], _NANO_SIZING),
+    "fal-ai/nano-banana-pro/edit": _image(
+        "nano", {**_NANO, "aspect_ratio": enum(NANO_RATIOS, "auto"), "image_urls": url_list(14)},
+        ["prompt", "image_urls"], _NANO_SIZING),
+    "fal-ai/flux-pro/kontext": _image("flux", {**_KONTEXT_PRO, "image_url": URI}, ["prompt", "image_url"],
+                                      _KONTEXT_SIZING),
+    "fal-ai/flux-pro/kontext/max": _image("flux", {**_KONTEXT_PRO, "image_url": URI}, ["prompt", "image_url"],
+                                          _KONTEXT_SIZING),
+    "fal-ai/flux-pro/kontext/multi": _image("flux", {**_KONTEXT_PRO, "image_urls": url_list()},
+                                            ["prompt", "image_urls"], _KONTEXT_SIZING),
+    "fal-ai/flux-pro/kontext/max/multi": _image("flux", {**_KONTEXT_PRO, "image_urls": url_list()},
+                                                ["prompt", "image_urls"], _KONTEXT_SIZING),
+    "fal-ai/flux-kontext/dev": _image("flux", {
+        **_COMMON,
+        "image_url": URI,
+        "num_inference_steps": rng("integer", 10, 50, 28),
+        "guidance_scale": rng("number", 1, 20, 2.5),
+        "enable_safety_checker": dflt(BOOL, True),
+        "output_format": enum(["jpeg", "png"], "jpeg"),
+        "acceleration": enum(["none", "regular", "high"], "none"),
+        "resolution_mode": enum(["auto", "match_input"] + KONTEXT_RATIOS + ["4:5", "5:4"], "match_input"),
+    }, ["prompt", "image_url"], {**_KONTEXT_SIZING, "ratio_field": "resolution_mode"}),
+    "fal-ai/flux-lora": _image("flux", {**_FLUX1, "loras": dflt({"type": "array", "items": LORA_ITEM}, [])},
+                               ["prompt"], _IMAGE_SIZE_SIZING),
+    "fal-ai/flux-2": _image("flux", _FLUX2, ["prompt"], _IMAGE_SIZE_SIZING),
+    "fal-ai/flux-2/edit": _image("flux", {**_FLUX2, "image_urls": url_list(4)}, ["prompt", "image_urls"],
+                                 _IMAGE_SIZE_SIZING),
+    "fal-ai/flux-2/lora": _image("flux", {**_FLUX2, "loras": dflt({"type": "array", "items": LORA_ITEM}, [])},
+                                 ["prompt"], _IMAGE_SIZE_SIZING),
+    "fal-ai/flux-2-pro": _image("flux", _FLUX2_PRO, ["prompt"], _IMAGE_SIZE_SIZING),
+    "fal-ai/flux-2-pro/edit": _image("flux", {**_FLUX2_PRO, "image_urls": url_list(8)},
+                                     ["prompt", "image_urls"], _IMAGE_SIZE_SIZING),
+    "fal-ai/flux-lora-fast-training": {
+        "kind": "training", "style": "training", "sizing": {},
+        "min_images": 4,
+        "input": obj({
+            "images_data_url": URI,
+            "trigger_word": STR,
+            "steps": rng("integer", 1, 10000, 1000),
+            "is_style": dflt(BOOL, False),
+            "create_masks": dflt(BOOL, True),
+            "is_input_format_already_preprocessed": dflt(BOOL, False),
+            "data_archive_format": STR,
+        }, ["images_data_url"]),
+    },
+}
+
+
+def request_prefix(endpoint_id: str) -> str:
+    """fal's request URLs keep only owner/alias (plus a namespace), dropping sub-paths:
+    fal-ai/flux-pro/kontext -> fal-ai/flux-pro (mirrors fal_client.AppId)."""
+    parts = endpoint_id.split("/")
+    keep = 3 if parts[0] in ("workflows", "comfy") else 2
+    return "/".join(parts[:keep])
