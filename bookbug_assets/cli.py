@@ -25,7 +25,8 @@ def _assets(defs: dg.Definitions, *names: str) -> list:
 
 
 def materialize_book(defs: dg.Definitions, instance: dg.DagsterInstance, story: Story,
-                     echo=print, include_style: bool = True) -> dict[str, dg.ExecuteInProcessResult]:
+                     echo=print, include_style: bool = True,
+                     raise_on_error: bool = True) -> dict[str, dg.ExecuteInProcessResult]:
     """The same runs the sensor's backfill makes, executed here, one after another."""
     instance.add_dynamic_partitions(books_partitions.name, [story.book_id])
     missing_slots = sorted(set(story.page_keys) - set(instance.get_dynamic_partitions(page_slots_partitions.name)))
@@ -51,7 +52,10 @@ def materialize_book(defs: dg.Definitions, instance: dg.DagsterInstance, story: 
         echo(f"[bookbug] {story.book_id}: {label} ({', '.join(names)}) ...")
         run_tags = {**tags, **kwargs.pop("tags", {})}
         results[label] = dg.materialize(_assets(defs, *names), instance=instance, resources=resources,
-                                        tags=run_tags, **kwargs)
+                                        tags=run_tags, raise_on_error=raise_on_error, **kwargs)
+        if not results[label].success:
+            echo(f"[bookbug] {story.book_id}: {label} FAILED; see the run's log in the UI")
+            break
         echo(f"[bookbug] {story.book_id}: {label} done in {time.monotonic() - started:.1f}s")
     return results
 
