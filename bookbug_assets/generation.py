@@ -173,8 +173,8 @@ def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: Generati
     hit = cached_record(ctx.store, request)
     if hit is not None:
         return hit.model_copy(update={"cache_hit": True, "cost_usd": 0.0})
-    caps = provider.validate(request)
-    price = caps.price_usd
+    provider.validate(request)
+    price = provider.cost_usd(request)
     rng = random.Random(key)
     started = time.monotonic()
 

@@ -85,7 +85,9 @@ def make_request(*, family: str, model: str, caps: ModelCapabilities, story: Sto
     # the provider stitches several into one image where the model takes exactly one.
     if caps.max_references == 0:
         references = ()
-    lora = lora_ref(profile) if caps.lora_family else None
+    # The style's LoRA always travels with the request: a model that cannot apply it refuses it
+    # (ImageProvider.validate) instead of silently drawing without the style.
+    lora = lora_ref(profile)
     return ImageRequest(provider=family, model=model, kind=kind, prompt=prompt, width=width, height=height,
                         seed=derived_seed(story, seed_name), references=references, lora=lora,
                         characters=tokens(story, character_ids), palette=tuple(profile.get("palette", ())),

@@ -165,6 +165,10 @@ class ImageProvider(ABC):
     def models(self) -> list[str]:
         return []
 
+    def cost_usd(self, request: ImageRequest) -> float:
+        """What this request will be billed; per-megapixel or 4K pricing overrides this."""
+        return self.capabilities(request.model).price_usd
+
     def validate(self, request: ImageRequest) -> ModelCapabilities:
         """Refuse, before anything is paid, what this model cannot do."""
         caps = self.capabilities(request.model)

@@ -23,6 +23,9 @@ class FalModel:
     refs: str = "none"  # "list" (image_urls), "single" (image_url, references stitched), "none"
     ref_field: str = ""
     edit_endpoint: str = ""  # where a request with references goes, if not this endpoint
+    # Where a request without references goes, for endpoints that need one: the sprite sheet is
+    # drawn before any reference exists, and a whole book must render on every listed model.
+    t2i: str = ""
     # "ratio": aspect_ratio enum; "image_size": {width, height}; "resolution_mode": kontext dev's ratio field
     size: str = "image_size"
     ratios: tuple[str, ...] = KONTEXT_RATIOS
@@ -49,46 +52,62 @@ def _caps(model: str, **kw) -> ModelCapabilities:
 
 
 _STITCHED = "one image_url: all references are stitched side by side into it"
+_KONTEXT_T2I = "fal-ai/flux-pro/kontext/text-to-image"
+_KONTEXT_MAX_T2I = "fal-ai/flux-pro/kontext/max/text-to-image"
 _PNG = {"output_format": "png"}
 
 
 def _nano(model: str, edit: bool) -> FalModel:
     return FalModel(
-        _caps(model, max_references=14, requires_reference=edit, seed_deterministic=False, max_size=4096,
-              price_usd=0.15, notes="image_urls up to 14 (edit endpoint); $0.30 at 4K"),
+        _caps(model, max_references=14, seed_deterministic=False, max_size=4096, price_usd=0.15,
+              notes="image_urls up to 14 (edit endpoint); $0.30 at 4K"),
         refs="list", ref_field="image_urls", edit_endpoint="" if edit else "fal-ai/nano-banana-pro/edit",
-        size="ratio", ratios=NANO_RATIOS, resolution=True, price_4k=0.30, fixed=_PNG)
+        t2i="fal-ai/nano-banana-pro" if edit else "", size="ratio", ratios=NANO_RATIOS, resolution=True,
+        price_4k=0.30, fixed=_PNG)
 
 
-def _kontext_pro(model: str, price: float, multi: bool) -> FalModel:
+def _kontext_pro(model: str, price: float, multi: bool, t2i: str) -> FalModel:
     note = "image_urls (experimental multi-reference endpoint)" if multi else _STITCHED
     return FalModel(
-        _caps(model, max_references=4, requires_reference=True, max_size=1568, price_usd=price, notes=note),
-        refs="list" if multi else "single", ref_field="image_urls" if multi else "image_url",
+        _caps(model, max_references=4, max_size=1568, price_usd=price,
+              notes=f"{note}; without references {t2i} draws"),
+        refs="list" if multi else "single", ref_field="image_urls" if multi else "image_url", t2i=t2i,
         size="ratio", ratios=KONTEXT_RATIOS, fixed=_PNG)
 
 
+def _kontext_t2i(model: str, price: float) -> FalModel:
+    return FalModel(_caps(model, max_size=1568, price_usd=price, notes="Kontext text-to-image, no references"),
+                    size="ratio", ratios=KONTEXT_RATIOS, fixed=_PNG)
+
+
 def _flux2(model: str, edit_endpoint: str, max_refs: int, price: float, extra: float | None, per_mp: bool,
-           notes: str, edit: bool = False) -> FalModel:
+           notes: str, t2i: str = "") -> FalModel:
     return FalModel(
-        _caps(model, max_references=max_refs, requires_reference=edit, max_size=2048, price_usd=price,
+        _caps(model, max_references=max_refs, max_size=2048, price_usd=price,
               notes=notes + " (schema and price UNCONFIRMED)"),
-        refs="list", ref_field="image_urls", edit_endpoint=edit_endpoint, per_mp=per_mp, extra_mp_usd=extra,
-        fixed=_PNG)
+        refs="list", ref_field="image_urls", edit_endpoint=edit_endpoint, t2i=t2i, per_mp=per_mp,
+        extra_mp_usd=extra, fixed=_PNG)
 
 
 FAL_MODELS: dict[str, FalModel] = {
     m.caps.model: m for m in [
         _nano("fal-ai/nano-banana-pro", edit=False),
         _nano("fal-ai/nano-banana-pro/edit", edit=True),
-        _kontext_pro("fal-ai/flux-pro/kontext", 0.04, multi=False),
-        _kontext_pro("fal-ai/flux-pro/kontext/max", 0.08, multi=False),
-        _kontext_pro("fal-ai/flux-pro/kontext/multi", 0.04, multi=True),
-        _kontext_pro("fal-ai/flux-pro/kontext/max/multi", 0.08, multi=True),
+        _kontext_pro("fal-ai/flux-pro/kontext", 0.04, multi=False, t2i=_KONTEXT_T2I),
+        _kontext_pro("fal-ai/flux-pro/kontext/max", 0.08, multi=False, t2i=_KONTEXT_MAX_T2I),
+        _kontext_pro("fal-ai/flux-pro/kontext/multi", 0.04, multi=True, t2i=_KONTEXT_T2I),
+        _kontext_pro("fal-ai/flux-pro/kontext/max/multi", 0.08, multi=True, t2i=_KONTEXT_MAX_T2I),
+        _kontext_t2i(_KONTEXT_T2I, 0.04),
+        _kontext_t2i(_KONTEXT_MAX_T2I, 0.08),
         FalModel(
-            _caps("fal-ai/flux-kontext/dev", max_references=4, requires_reference=True, max_size=1568,
-                  price_usd=0.025, notes=f"{_STITCHED}; $0.025 per megapixel (UNCONFIRMED)"),
-            refs="single", ref_field="image_url", size="resolution_mode", ratios=KONTEXT_DEV_RATIOS,
+            _caps("fal-ai/flux-kontext/dev", max_references=4, max_size=1568, price_usd=0.025,
+                  notes=f"{_STITCHED}; without references fal-ai/flux/dev draws; $0.025 per megapixel "
+                        "(UNCONFIRMED)"),
+            refs="single", ref_field="image_url", t2i="fal-ai/flux/dev", size="resolution_mode",
+            ratios=KONTEXT_DEV_RATIOS, per_mp=True, fixed=_PNG),
+        FalModel(
+            _caps("fal-ai/flux/dev", max_size=2048, price_usd=0.025,
+                  notes="FLUX.1 [dev] text-to-image; $0.025 per megapixel (UNCONFIRMED)"),
             per_mp=True, fixed=_PNG),
         FalModel(
             _caps("fal-ai/flux-lora", lora_family="flux1", max_size=2048, price_usd=0.035,
@@ -98,7 +117,7 @@ FAL_MODELS: dict[str, FalModel] = {
         _flux2("fal-ai/flux-2", "fal-ai/flux-2/edit", 4, 0.012, None, True,
                "FLUX.2 [dev]; references go to /edit (image_urls up to 4); $0.012 per megapixel"),
         _flux2("fal-ai/flux-2/edit", "", 4, 0.012, None, True, "FLUX.2 [dev] edit, image_urls up to 4",
-               edit=True),
+               t2i="fal-ai/flux-2"),
         FalModel(
             _caps("fal-ai/flux-2/lora", lora_family="flux2", max_size=2048, price_usd=0.021,
                   notes="FLUX.2 LoRAs only; $0.021 per megapixel (schema UNCONFIRMED)"),
@@ -106,6 +125,6 @@ FAL_MODELS: dict[str, FalModel] = {
         _flux2("fal-ai/flux-2-pro", "fal-ai/flux-2-pro/edit", 8, 0.03, 0.015, False,
                "references go to /edit (image_urls up to 8); $0.03 first megapixel + $0.015 each further"),
         _flux2("fal-ai/flux-2-pro/edit", "", 8, 0.03, 0.015, False, "FLUX.2 [pro] edit, image_urls up to 8",
-               edit=True),
+               t2i="fal-ai/flux-2-pro"),
     ]
 }

@@ -109,14 +109,15 @@ class Redactor:
     """Removes a secret from any text before it reaches an exception, a log or a file."""
 
     def __init__(self, secret: str | None):
-        self._secret = secret or ""
+        # fal keys are "id:secret"; either half alone must not leak either.
+        parts = [secret or ""] + [p for p in (secret or "").split(":") if len(p) >= 8]
+        self._secrets = sorted({p for p in parts if p}, key=len, reverse=True)
 
     def __call__(self, text: Any, limit: int = 600) -> str:
         text = str(text)
-        if self._secret:
-            text = text.replace(self._secret, "***")
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         return text if len(text) <= limit else text[:limit] + "..."
-
 
 
 def ordered_refs(request: ImageRequest, reference_bytes: dict[str, bytes], limit: int,
@@ -153,6 +154,9 @@ class ReplicateModel:
     price_per_mp: float | None = None  # billed per output megapixel instead of per image
     price_4k: float | None = None
     negative_prompt: bool = False
+    # Where a request without references goes, for models that need one: the sprite sheet is
+    # drawn before any reference exists, and a whole book must render on every listed model.
+    t2i: str = ""
 
 
 def _caps(model: str, **kw) -> ModelCapabilities:
@@ -170,9 +174,9 @@ REPLICATE_MODELS: dict[str, ReplicateModel] = {
             refs="list", ref_field="image_input", ratios=RATIOS_NANO, seed=False, price_4k=0.30,
             fixed={"output_format": "png"}),
         ReplicateModel(
-            _caps("black-forest-labs/flux-kontext-dev", max_references=4, requires_reference=True,
-                  max_size=1568, price_usd=0.025, notes=f"{_KONTEXT_NOTE}; go_fast off (UNCONFIRMED price)"),
-            refs="single", ref_field="input_image",
+            _caps("black-forest-labs/flux-kontext-dev", max_references=4, max_size=1568, price_usd=0.025,
+                  notes=f"{_KONTEXT_NOTE}; without references flux-dev draws (UNCONFIRMED price)"),
+            refs="single", ref_field="input_image", t2i="black-forest-labs/flux-dev",
             fixed={"output_format": "png", "go_fast": False}),
         ReplicateModel(
             _caps("black-forest-labs/flux-kontext-pro", max_references=4, max_size=1568, price_usd=0.04,
@@ -185,10 +189,15 @@ REPLICATE_MODELS: dict[str, ReplicateModel] = {
             refs="single", ref_field="input_image", ratios=RATIOS_9,
             fixed={"output_format": "png", "safety_tolerance": 2}),
         ReplicateModel(
-            _caps("flux-kontext-apps/multi-image-kontext-pro", max_references=4, requires_reference=True,
-                  max_size=1568, price_usd=0.04,
-                  notes="exactly two inputs: the first reference, then the rest stitched (UNCONFIRMED price)"),
-            refs="pair", ratios=RATIOS_9, fixed={"output_format": "png", "safety_tolerance": 2}),
+            _caps("flux-kontext-apps/multi-image-kontext-pro", max_references=4, max_size=1568, price_usd=0.04,
+                  notes="exactly two inputs: the first reference, then the rest stitched; without "
+                        "references flux-kontext-pro draws (UNCONFIRMED price)"),
+            refs="pair", ratios=RATIOS_9, t2i="black-forest-labs/flux-kontext-pro",
+            fixed={"output_format": "png", "safety_tolerance": 2}),
+        ReplicateModel(
+            _caps("black-forest-labs/flux-dev", max_size=1536, price_usd=0.025,
+                  notes="FLUX.1 [dev] text-to-image; go_fast off so a seed repeats"),
+            fixed={"output_format": "png", "go_fast": False, "num_outputs": 1}),
         ReplicateModel(
             _caps("black-forest-labs/flux-dev-lora", lora_family="flux1", max_size=1536, price_usd=0.032,
                   notes="lora_weights (Replicate model/version, HF path or .safetensors URL); go_fast off"),

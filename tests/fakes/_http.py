@@ -227,6 +227,11 @@ def _make_handler(fake: FakeHTTPServer) -> Callable[..., BaseHTTPRequestHandler]
         def log_message(self, *args: Any) -> None:
             pass
 
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body go out in separate writes; without this, delayed ACKs hold each reply ~40 ms.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def _serve(self) -> None:
             body = _read_body(self)
             parts = urlsplit(self.path)

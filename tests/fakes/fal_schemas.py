@@ -128,6 +128,7 @@ FAL_ENDPOINT_SCHEMAS: dict[str, dict] = {
     # Kontext [pro]/[max] text-to-image: the same model without a reference (a sprite sheet from nothing).
     "fal-ai/flux-pro/kontext/text-to-image": _image("flux", _KONTEXT_PRO, ["prompt"], _KONTEXT_SIZING),
     "fal-ai/flux-pro/kontext/max/text-to-image": _image("flux", _KONTEXT_PRO, ["prompt"], _KONTEXT_SIZING),
+    "fal-ai/flux/dev": _image("flux", _FLUX1, ["prompt"], _IMAGE_SIZE_SIZING),
     "fal-ai/flux-pro/kontext/multi": _image("flux", {**_KONTEXT_PRO, "image_urls": url_list()},
                                             ["prompt", "image_urls"], _KONTEXT_SIZING),
     "fal-ai/flux-pro/kontext/max/multi": _image("flux", {**_KONTEXT_PRO, "image_urls": url_list()},

@@ -1,0 +1,261 @@
+"""FalProvider against FakeFal, through the real fal-client 1.0.3.
+
+The provider is pointed at the fake with its own `base_url` (no library globals patched), except
+in the one test that checks the library's default upload path under `patch_client`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+
+import pytest
+from PIL import Image
+
+from bookbug_assets.providers.base import (
+    ConfigurationError, ImageRequest, JobGone, LoraRef, ProviderError, ReferenceImage, SafetyRefusal,
+)
+from bookbug_assets.providers.fal import FalProvider
+from bookbug_assets.providers.fal_models import FAL_MODELS
+from tests.fakes.fal_server import FakeFal
+
+KEY = "fal-key-id-0001:fal-secret-for-tests-abcdef"
+
+
+
+
+
+def png(color: str, size: tuple[int, int] = (64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+SPRITE, HERO = png("red"), png("blue", (48, 64))
+
+
+def refs(*blobs: bytes):
+    out, data = [], {}
+    for i, blob in enumerate(blobs):
+        sha = hashlib.sha256(blob).hexdigest()
+        out.append(ReferenceImage(role=f"ref{i}", sha256=sha, key=f"blobs/{sha}"))
+        data[sha] = blob
+    return tuple(out), data
+
+
+def request(model: str, *, references=(), lora=None, prompt="Pip lights the lantern", width=1024, height=768,
+            seed=7) -> ImageRequest:
+    return ImageRequest(provider="fal", model=model, kind="page", prompt=prompt, width=width, height=height,
+                        seed=seed, references=references, lora=lora)
+
+
+FLUX1_LORA = LoraRef(name="soft-meadow", family="flux1", sha256="ab" * 32,
+                     remote_ref="https://example.invalid/soft-meadow.safetensors", trigger_word="SFTMDW", scale=0.8)
+FLUX2_LORA = FLUX1_LORA.model_copy(update={"family": "flux2", "name": "flux2-style"})
+
+
+@pytest.fixture
+def fake():
+    with FakeFal(fal_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def provider(fake):
+    return FalProvider(key=KEY, base_url=fake.url, poll_interval_s=0.02)
+
+
+def run(provider, req, data=None, deadline_s=10.0):
+    job_id = provider.submit(req, data or {})
+    return job_id, provider.wait(job_id, req, deadline_s)
+
+
+@pytest.mark.parametrize("model", list(FAL_MODELS))
+def test_every_endpoint_renders_with_its_own_field_names(fake, provider, model):
+    spec = FAL_MODELS[model]
+    references, data = refs(SPRITE, HERO) if spec.caps.max_references else ((), {})
+    lora = {"flux1": FLUX1_LORA, "flux2": FLUX2_LORA}.get(spec.caps.lora_family or "")
+    job_id, out = run(provider, request(model, references=references, lora=lora), data)
+
+    assert Image.open(io.BytesIO(out.image)).size[0] > 0 and out.mime == "image/png"
+    submitted = fake.submitted[-1]
+    assert job_id == f"{submitted['endpoint']}|{submitted['request_id']}"
+    assert submitted["endpoint"] == ((spec.edit_endpoint or model) if references else (spec.t2i or model))
+    sent = submitted["input"]
+    assert sent["seed"] == 7
+    if spec.refs == "list":
+        assert len(sent["image_urls"]) == 2
+    elif spec.refs == "single":
+        assert isinstance(sent["image_url"], str)
+    if lora:
+        assert sent["loras"] == [{"path": lora.remote_ref, "scale": 0.8}]
+        assert sent["prompt"].startswith("SFTMDW")
+
+
+@pytest.mark.parametrize("model,t2i", [("fal-ai/flux-pro/kontext", "fal-ai/flux-pro/kontext/text-to-image"),
+                                       ("fal-ai/flux-pro/kontext/max/multi",
+                                        "fal-ai/flux-pro/kontext/max/text-to-image"),
+                                       ("fal-ai/flux-kontext/dev", "fal-ai/flux/dev"),
+                                       ("fal-ai/nano-banana-pro/edit", "fal-ai/nano-banana-pro"),
+                                       ("fal-ai/flux-2-pro/edit", "fal-ai/flux-2-pro")])
+def test_the_sprite_sheet_without_references_goes_to_the_text_to_image_sibling(fake, provider, model, t2i):
+    job_id, out = run(provider, request(model))
+    assert fake.submitted[-1]["endpoint"] == t2i and job_id.startswith(t2i + "|") and out.version == t2i
+
+
+def test_text_to_image_stays_on_the_base_endpoint(fake, provider):
+    run(provider, request("fal-ai/nano-banana-pro", width=1536, height=2048))
+    assert fake.submitted[-1]["endpoint"] == "fal-ai/nano-banana-pro"
+    sent = fake.submitted[-1]["input"]
+    assert sent["aspect_ratio"] == "3:4" and sent["resolution"] == "2K" and "image_urls" not in sent
+    run(provider, request("fal-ai/flux-lora", width=1536, height=1024))
+    assert fake.submitted[-1]["input"]["image_size"] == {"width": 1536, "height": 1024}
+    assert provider.cost_usd(request("fal-ai/flux-lora", width=1536, height=1024)) == 0.07  # 1.6 MP -> 2
+
+
+def test_references_are_uploaded_once_and_stitched_for_kontext(fake, provider):
+    references, data = refs(SPRITE, HERO)
+    run(provider, request("fal-ai/flux-pro/kontext", references=references, seed=1), data)
+    run(provider, request("fal-ai/flux-pro/kontext", references=references, seed=2), data)
+    assert len(fake.uploads) == 1  # one stitched image, reused by the second page
+    stitched = Image.open(io.BytesIO(fake._local_bytes(fake.submitted[-1]["input"]["image_url"])))
+    assert stitched.width > 64 + 48
+    run(provider, request("fal-ai/nano-banana-pro", references=references), data)
+    urls = fake.submitted[-1]["input"]["image_urls"]
+    assert [fake._local_bytes(u) for u in urls] == [SPRITE, HERO]
+
+
+def test_data_uris_instead_of_uploads(fake):
+    provider = FalProvider(key=KEY, base_url=fake.url, poll_interval_s=0.02, upload_references=False)
+    references, data = refs(SPRITE, HERO)
+    run(provider, request("fal-ai/flux-2", references=references), data)
+    assert fake.uploads == []
+    assert all(u.startswith("data:image/png;base64,") for u in fake.submitted[-1]["input"]["image_urls"])
+
+
+def test_library_default_paths_under_patch_client(fake, monkeypatch):
+    fake.patch_client(monkeypatch)
+    provider = FalProvider(key=KEY, poll_interval_s=0.02)
+    references, data = refs(SPRITE)
+    _, out = run(provider, request("fal-ai/flux-kontext/dev", references=references), data)
+    assert out.image and fake.uploads[-1]["via"] == "cdn"
+    assert fake.submitted[-1]["input"]["resolution_mode"] == "4:3"
+
+
+@pytest.mark.parametrize("model,lora", [("fal-ai/flux-2/lora", FLUX1_LORA), ("fal-ai/flux-2", FLUX1_LORA),
+                                        ("fal-ai/flux-lora", FLUX2_LORA), ("fal-ai/nano-banana-pro", FLUX1_LORA)])
+def test_a_lora_of_another_family_is_a_configuration_error(fake, provider, model, lora):
+    with pytest.raises(ConfigurationError):
+        provider.submit(request(model, lora=lora), {})
+    assert fake.submitted == []
+
+
+def test_a_lora_without_a_url_cannot_be_loaded(fake, provider):
+    lora = FLUX1_LORA.model_copy(update={"remote_ref": "bookbug/style:" + "a" * 64})
+    with pytest.raises(ConfigurationError, match="URL"):
+        provider.submit(request("fal-ai/flux-lora", lora=lora), {})
+    references, data = refs(SPRITE, HERO, SPRITE, HERO, SPRITE)
+    with pytest.raises(ConfigurationError, match="at most 4"):
+        provider.submit(request("fal-ai/flux-2", references=references), data)
+    assert fake.submitted == []
+
+
+@pytest.mark.parametrize("mode", ["result", "submit"])
+def test_content_policy_422_is_a_safety_refusal(fake, provider, mode):
+    fake.refusal_mode = mode
+    fake.refuse_prompts_containing = ["dragon"]
+    with pytest.raises(SafetyRefusal) as caught:
+        run(provider, request("fal-ai/nano-banana-pro", prompt="a dragon"))
+    assert "content_policy_violation" in caught.value.reason
+
+
+def test_has_nsfw_concepts_is_a_safety_refusal(fake, provider):
+    fake.refusal_mode = "nsfw"
+    fake.refuse_prompts_containing = ["dragon"]
+    with pytest.raises(SafetyRefusal, match="has_nsfw_concepts"):
+        run(provider, request("fal-ai/flux-lora", prompt="a dragon", lora=FLUX1_LORA))
+
+
+def test_submit_is_one_post_and_429_is_transient_with_retry_after(fake, provider):
+    fake.fail_next_submits = [429]
+    fake.retry_after_s = 3
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(request("fal-ai/flux-lora"), {})
+    assert caught.value.transient and caught.value.status == 429 and caught.value.retry_after_s == 3
+    assert len(fake.requests_to("POST", "/fal-ai/flux-lora")) == 1
+    fake.fail_next_submits = [503]
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(request("fal-ai/flux-lora"), {})
+    assert caught.value.transient and caught.value.status == 503
+    assert fake.submitted == []
+
+
+def test_validation_errors_carry_the_servers_detail(fake, provider, monkeypatch):
+    spec = FAL_MODELS["fal-ai/flux-lora"]
+    monkeypatch.setitem(FAL_MODELS, "fal-ai/flux-lora",
+                        type(spec)(**{**spec.__dict__, "fixed": {**spec.fixed, "bogus_field": 1}}))
+    with pytest.raises(ProviderError) as caught:
+        run(provider, request("fal-ai/flux-lora"))
+    assert not caught.value.transient and caught.value.status == 422 and "bogus_field" in str(caught.value)
+
+
+def test_failed_polls_are_retried_within_the_wait(fake, provider):
+    job_id = provider.submit(request("fal-ai/flux-2-pro"), {})
+    fake.fail_next_polls = [500]
+    assert provider.wait(job_id, request("fal-ai/flux-2-pro"), 10).image
+
+
+def test_a_request_that_never_finishes_is_cancelled_at_the_deadline(fake, provider):
+    fake.never_finish = True
+    job_id = provider.submit(request("fal-ai/flux-pro/kontext/multi", references=refs(SPRITE)[0]),
+                             refs(SPRITE)[1])
+    with pytest.raises(ProviderError) as caught:
+        provider.wait(job_id, request("fal-ai/flux-pro/kontext/multi"), deadline_s=0.3)
+    assert caught.value.transient and not isinstance(caught.value, JobGone)
+    assert job_id.rsplit("|", 1)[1] in fake.cancelled
+    # fal rebuilds request URLs from owner/alias; the cancel went to fal-ai/flux-pro/requests/...
+    assert fake.requests_to("PUT", "/fal-ai/flux-pro/requests/")
+    with pytest.raises(JobGone):
+        provider.wait(job_id, request("fal-ai/flux-pro/kontext/multi"), deadline_s=1)
+
+
+def test_expired_outputs_and_unknown_requests_are_job_gone(fake, provider):
+    fake.output_ttl_s = 0
+    with pytest.raises(JobGone, match="expired"):
+        run(provider, request("fal-ai/flux-lora"))
+    with pytest.raises(JobGone):
+        provider.wait("fal-ai/flux-lora|00000000-0000-0000-0000-000000000000", request("fal-ai/flux-lora"), 1)
+
+
+def test_the_key_never_leaks(fake, provider, caplog):
+    caplog.set_level(logging.DEBUG)
+    errors: list[Exception] = []
+    fake.fail_next_submits = [429, 500]
+    for _ in range(2):
+        with pytest.raises(ProviderError) as caught:
+            provider.submit(request("fal-ai/flux-lora"), {})
+        errors.append(caught.value)
+    fake.refuse_prompts_containing = ["dragon"]
+    with pytest.raises(SafetyRefusal) as caught:
+        run(provider, request("fal-ai/nano-banana-pro", prompt="dragon"))
+    errors.append(caught.value)
+    with pytest.raises(ProviderError) as caught:
+        FalProvider(key=KEY + "x", base_url=fake.url).submit(request("fal-ai/flux-lora"), {})
+    assert caught.value.status == 401 and not caught.value.transient
+    errors.append(caught.value)
+    fake.never_finish = True
+    job_id = provider.submit(request("fal-ai/flux-lora"), {})
+    with pytest.raises(ProviderError) as caught:
+        provider.wait(job_id, request("fal-ai/flux-lora"), 0.1)
+    errors.append(caught.value)
+    fake.never_finish = False
+    _, out = run(provider, request("fal-ai/flux-lora", seed=99))
+
+    secret = KEY.split(":")[1]
+    texts = [str(e) for e in errors] + [repr(e) for e in errors] + [repr(provider), caplog.text,
+                                                                  out.model_dump_json(exclude={"image"})]
+    assert all(KEY not in t and secret not in t for t in texts)
+    assert all(e.__cause__ is None for e in errors)
+    # Output downloads do not carry the key to the CDN.
+    assert all(r.header("Authorization") is None for r in fake.requests_to("GET", "/files/"))

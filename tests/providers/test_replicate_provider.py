@@ -1,0 +1,294 @@
+"""ReplicateProvider against FakeReplicate, through the real replicate 1.0.7 client.
+
+The fake rejects unknown input fields with a 422, so a model that renders here sends the field
+names its real schema has.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from PIL import Image
+
+from bookbug_assets.providers.base import (
+    ConfigurationError, ImageRequest, JobGone, LoraRef, ProviderError, ReferenceImage, SafetyRefusal,
+)
+from bookbug_assets.providers.replicate import ReplicateProvider
+from bookbug_assets.providers.replicate_models import REPLICATE_MODELS
+from tests.fakes.replicate_server import FakeReplicate
+
+TOKEN = "r8_secret_token_for_tests_0123456789"
+
+
+
+
+
+def png(color: str, size: tuple[int, int] = (64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+SPRITE, HERO, EXTRA = png("red"), png("blue", (48, 64)), png("green")
+
+
+def refs(*blobs: bytes) -> tuple[tuple[ReferenceImage, ...], dict[str, bytes]]:
+    import hashlib
+
+    out, data = [], {}
+    for i, blob in enumerate(blobs):
+        sha = hashlib.sha256(blob).hexdigest()
+        out.append(ReferenceImage(role=("sprite_sheet", "hero_page", "style")[i], sha256=sha, key=f"blobs/{sha}"))
+        data[sha] = blob
+    return tuple(out), data
+
+
+def request(model: str, *, references=(), lora=None, prompt="Pip lights the lantern", width=1024, height=768,
+            seed=7, **kw) -> ImageRequest:
+    return ImageRequest(provider="replicate", model=model, kind="page", prompt=prompt, width=width, height=height,
+                        seed=seed, references=references, lora=lora, **kw)
+
+
+FLUX1_LORA = LoraRef(name="soft-meadow", family="flux1", sha256="ab" * 32,
+                     remote_ref="https://example.invalid/soft-meadow.safetensors", trigger_word="SFTMDW", scale=0.9)
+
+
+@pytest.fixture
+def fake():
+    with FakeReplicate(api_token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def provider(fake):
+    return ReplicateProvider(api_token=TOKEN, base_url=fake.url, poll_interval_s=0.02)
+
+
+def run(provider: ReplicateProvider, req: ImageRequest, data: dict[str, bytes] | None = None, deadline_s=10.0):
+    job_id = provider.submit(req, data or {})
+    return job_id, provider.wait(job_id, req, deadline_s)
+
+
+@pytest.mark.parametrize("model", list(REPLICATE_MODELS))
+def test_every_model_renders_with_its_own_field_names(fake, provider, model):
+    caps = provider.capabilities(model)
+    references, data = refs(SPRITE, HERO) if caps.max_references else ((), {})
+    lora = FLUX1_LORA if caps.lora_family == "flux1" else None
+    job_id, out = run(provider, request(model, references=references, lora=lora), data)
+
+    assert Image.open(io.BytesIO(out.image)).size[0] > 0
+    assert out.mime.startswith("image/")
+    assert out.extra["prediction_id"] == job_id
+    created = fake.created_predictions[-1]
+    assert created["model"] == model and out.extra["model"] == model
+    sent = created["input"]
+    spec = REPLICATE_MODELS[model]
+    assert ("seed" in sent) == spec.seed
+    if spec.refs == "list":
+        assert len(sent[spec.ref_field]) == 2
+    elif spec.refs == "single":
+        assert isinstance(sent[spec.ref_field], str)
+    elif spec.refs == "pair":
+        assert sent["input_image_1"] != sent["input_image_2"]
+    if lora:
+        assert sent[spec.lora_field] == "https://example.invalid/soft-meadow.safetensors"
+        assert sent["prompt"].startswith("SFTMDW")
+
+
+def test_references_go_through_the_files_api_once(fake, provider):
+    references, data = refs(SPRITE, HERO)
+    for seed in (1, 2):
+        run(provider, request("google/nano-banana-pro", references=references, seed=seed), data)
+    uploads = fake.requests_to("POST", "/v1/files")
+    assert len(uploads) == 2  # sprite + hero, reused by the second page
+    sent = fake.created_predictions[-1]["input"]["image_input"]
+    assert all(url.startswith(fake.url + "/v1/files/") for url in sent)
+    assert [fake.files[url.rsplit("/", 1)[1]]["_data"] for url in sent] == [SPRITE, HERO]
+
+
+def test_kontext_gets_one_stitched_reference(fake, provider):
+    references, data = refs(SPRITE, HERO)
+    run(provider, request("black-forest-labs/flux-kontext-pro", references=references), data)
+    url = fake.created_predictions[-1]["input"]["input_image"]
+    stitched = Image.open(io.BytesIO(fake.files[url.rsplit("/", 1)[1]]["_data"]))
+    assert stitched.width > 64 + 48 and stitched.height == 64  # side by side at the taller height
+    assert fake.created_predictions[-1]["input"]["safety_tolerance"] <= 2
+
+
+def test_multi_image_kontext_uses_exactly_two_inputs(fake, provider):
+    references, data = refs(SPRITE, HERO, EXTRA)
+    run(provider, request("flux-kontext-apps/multi-image-kontext-pro", references=references), data)
+    sent = fake.created_predictions[-1]["input"]
+    first = fake.files[sent["input_image_1"].rsplit("/", 1)[1]]["_data"]
+    second = Image.open(io.BytesIO(fake.files[sent["input_image_2"].rsplit("/", 1)[1]]["_data"]))
+    assert first == SPRITE
+    assert second.width > 64  # hero and the style reference, stitched
+    assert not any(k.startswith("input_image_3") for k in sent)
+
+
+def test_sizes_map_to_each_models_enum_or_range(fake, provider):
+    run(provider, request("google/nano-banana-pro", width=1536, height=2048))
+    assert fake.created_predictions[-1]["input"]["aspect_ratio"] == "3:4"
+    assert fake.created_predictions[-1]["input"]["resolution"] == "2K"
+    run(provider, request("black-forest-labs/flux-2-dev", width=3000, height=2000))
+    sent = fake.created_predictions[-1]["input"]
+    assert sent["aspect_ratio"] == "custom" and max(sent["width"], sent["height"]) <= 1440
+    assert sent["width"] % 16 == 0 and sent["height"] % 16 == 0
+    run(provider, request("stability-ai/sdxl", width=2048, height=1024, negative_prompt="scary"))
+    sent = fake.created_predictions[-1]["input"]
+    assert sent["width"] * sent["height"] <= 1024 * 1024 and sent["negative_prompt"] == "scary"
+    assert provider.cost_usd(request("google/nano-banana-pro", width=4096, height=4096)) == 0.30
+    assert provider.cost_usd(request("black-forest-labs/flux-2-pro", width=2048, height=2048)) == 0.075
+
+
+def test_community_models_run_by_a_version_looked_up_once(fake, provider):
+    for seed in (1, 2):
+        run(provider, request("lucataco/flux-dev-lora", lora=FLUX1_LORA, seed=seed))
+    assert len(fake.requests_to("GET", "/v1/models/lucataco/flux-dev-lora")) == 1
+    assert fake.created_predictions[-1]["version"] == fake.version_id("lucataco/flux-dev-lora")
+    assert fake.created_predictions[-1]["input"]["lora_scale"] == 0.9
+
+
+def test_lucataco_refuses_a_replicate_version_lora(provider):
+    lora = FLUX1_LORA.model_copy(update={"remote_ref": "bookbug/style:" + "a" * 64})
+    with pytest.raises(ConfigurationError, match="flux-dev-lora"):
+        provider.submit(request("lucataco/flux-dev-lora", lora=lora), {})
+
+
+@pytest.mark.parametrize("model", ["black-forest-labs/flux-2-dev", "black-forest-labs/flux-2-pro",
+                                   "stability-ai/sdxl", "google/nano-banana-pro"])
+def test_a_flux1_lora_on_another_family_is_a_configuration_error(fake, provider, model):
+    with pytest.raises(ConfigurationError):
+        provider.validate(request(model, lora=FLUX1_LORA))
+    with pytest.raises(ConfigurationError):
+        provider.submit(request(model, lora=FLUX1_LORA), {})
+    assert fake.created_predictions == []
+
+
+@pytest.mark.parametrize("model,t2i", [("black-forest-labs/flux-kontext-dev", "black-forest-labs/flux-dev"),
+                                       ("flux-kontext-apps/multi-image-kontext-pro",
+                                        "black-forest-labs/flux-kontext-pro")])
+def test_the_sprite_sheet_without_references_goes_to_the_text_to_image_sibling(fake, provider, model, t2i):
+    _, out = run(provider, request(model))
+    assert fake.created_predictions[-1]["model"] == t2i and out.extra["model"] == t2i
+
+
+def test_configuration_errors_before_anything_is_paid(fake, provider):
+    references, data = refs(SPRITE, HERO, EXTRA)
+    with pytest.raises(ConfigurationError, match="at most 0"):
+        provider.submit(request("black-forest-labs/flux-dev-lora", references=references), data)
+    with pytest.raises(ConfigurationError, match="does not serve"):
+        provider.capabilities("someone/unknown")
+    references, data = refs(SPRITE)
+    with pytest.raises(ConfigurationError, match="missing"):
+        provider.submit(request("google/nano-banana-pro", references=references), {})
+    assert fake.created_predictions == []
+
+
+@pytest.mark.parametrize("model,text", [("google/nano-banana-pro", "E005"),
+                                        ("black-forest-labs/flux-dev-lora", "NSFW"),
+                                        ("lucataco/flux-dev-lora", "NSFW")])
+def test_safety_failures_become_safety_refusals(fake, provider, model, text):
+    fake.refuse_prompts_containing = ["dragon fire"]
+    lora = FLUX1_LORA if "lora" in model else None
+    with pytest.raises(SafetyRefusal) as caught:
+        run(provider, request(model, prompt="dragon fire everywhere", lora=lora))
+    assert text in caught.value.reason and caught.value.provider == "replicate"
+
+
+def test_create_is_one_post_and_429_comes_back_transient_with_retry_after(fake, provider):
+    fake.fail_next_creates = [429]
+    fake.retry_after_s = 7
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(request("google/nano-banana-pro"), {})
+    err = caught.value
+    assert err.transient and err.status == 429 and err.retry_after_s == 7
+    assert len(fake.requests_to("POST", "/v1/models/google/nano-banana-pro/predictions")) == 1
+    provider.submit(request("google/nano-banana-pro"), {})  # the caller's retry succeeds
+    assert len(fake.created_predictions) == 1
+
+
+def test_5xx_on_create_is_transient_and_422_carries_the_servers_detail(fake, provider, monkeypatch):
+    fake.fail_next_creates = [500]
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(request("google/nano-banana-pro"), {})
+    assert caught.value.transient and caught.value.status == 500
+    spec = REPLICATE_MODELS["google/nano-banana-pro"]
+    monkeypatch.setitem(REPLICATE_MODELS, "google/nano-banana-pro",
+                        type(spec)(**{**spec.__dict__, "fixed": {**spec.fixed, "bogus_field": 1}}))
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(request("google/nano-banana-pro"), {})
+    assert not caught.value.transient and caught.value.status == 422 and "bogus_field" in str(caught.value)
+
+
+def test_failed_polls_are_retried_within_the_wait(fake, provider):
+    job_id = provider.submit(request("google/nano-banana-pro"), {})
+    fake.fail_next_polls = [500, 502]
+    assert provider.wait(job_id, request("google/nano-banana-pro"), 10).image
+
+
+def test_a_job_that_never_finishes_is_cancelled_at_the_deadline(fake, provider):
+    fake.never_finish = True
+    job_id = provider.submit(request("black-forest-labs/flux-2-pro"), {})
+    with pytest.raises(ProviderError) as caught:
+        provider.wait(job_id, request("black-forest-labs/flux-2-pro"), deadline_s=0.3)
+    assert caught.value.transient and not isinstance(caught.value, JobGone)
+    assert job_id in fake.cancelled
+    with pytest.raises(JobGone):  # resuming the journaled id now says: submit afresh
+        provider.wait(job_id, request("black-forest-labs/flux-2-pro"), deadline_s=1)
+
+
+def test_expired_outputs_and_unknown_jobs_are_job_gone(fake, provider):
+    fake.output_ttl_s = 0
+    with pytest.raises(JobGone, match="expired"):
+        run(provider, request("google/nano-banana-pro"))
+    with pytest.raises(JobGone):
+        provider.wait("doesnotexist", request("google/nano-banana-pro"), 1)
+
+
+def test_crash_between_create_and_reply_is_transient_and_created_once(fake, provider):
+    fake.crash_after_create = 1
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(request("google/nano-banana-pro"), {})
+    assert caught.value.transient
+    assert len(fake.created_predictions) == 1
+
+
+def test_base_url_falls_back_to_replicate_base_url(fake, monkeypatch):
+    monkeypatch.setenv("REPLICATE_BASE_URL", fake.url)
+    provider = ReplicateProvider(api_token=TOKEN, poll_interval_s=0.02)
+    _, out = run(provider, request("black-forest-labs/flux-kontext-max"))
+    assert out.image
+
+
+def test_the_token_never_leaks(fake, provider, caplog):
+    caplog.set_level(logging.DEBUG)
+    errors: list[Exception] = []
+    fake.fail_next_creates = [429, 500]
+    for _ in range(2):
+        with pytest.raises(ProviderError) as caught:
+            provider.submit(request("google/nano-banana-pro"), {})
+        errors.append(caught.value)
+    fake.refuse_prompts_containing = ["dragon"]
+    with pytest.raises(SafetyRefusal) as caught:
+        run(provider, request("google/nano-banana-pro", prompt="dragon"))
+    errors.append(caught.value)
+    fake.never_finish = True
+    job_id = provider.submit(request("google/nano-banana-pro"), {})
+    with pytest.raises(ProviderError) as caught:
+        provider.wait(job_id, request("google/nano-banana-pro"), 0.1)
+    errors.append(caught.value)
+    with pytest.raises(ProviderError) as caught:  # a wrong token: 401, still nothing echoed
+        ReplicateProvider(api_token=TOKEN + "x", base_url=fake.url).submit(request("google/nano-banana-pro"), {})
+    assert caught.value.status == 401 and not caught.value.transient
+    errors.append(caught.value)
+    fake.never_finish = False
+    _, out = run(provider, request("google/nano-banana-pro", seed=99))
+
+    texts = [str(e) for e in errors] + [repr(e) for e in errors] + [repr(provider), caplog.text,
+                                                                  out.model_dump_json(exclude={"image"})]
+    texts += [repr(e.__cause__) + repr(e.__context__) for e in errors if e.__cause__]
+    assert all(TOKEN not in t for t in texts)
+    assert all(e.__cause__ is None for e in errors)
