@@ -99,7 +99,12 @@ def scan_story_folder(stories_dir: Path, styles_dir: Path, seen: dict[str, str],
     return stories, rejected, state
 
 
+# The backfills it requests may only touch these assets (Dagster checks a subset against the target).
+BOOK_SELECTION = dg.AssetSelection.assets(*BOOK_ASSETS, "book_pages", "generation_ledger")
+
+
 @dg.sensor(name="story_folder_sensor", minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
+           asset_selection=BOOK_SELECTION,
            description="Watches the stories folder: a new or changed story adds its book partition and page slots "
                        "and backfills exactly that book; a malformed one gets a reason file in rejected/.")
 def story_folder_sensor(context: dg.SensorEvaluationContext, storage: BookbugStorage) -> dg.SensorResult:

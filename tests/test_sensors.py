@@ -13,7 +13,10 @@ from tests.conftest import EXAMPLE
 def tick(defs, instance, cursor=None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
                                       resources={"storage": defs.resources["storage"]})
-    return story_folder_sensor(context)
+    # evaluate_tick applies the checks the daemon applies (a backfill request must fit the target).
+    data = story_folder_sensor.evaluate_tick(context)
+    return dg.SensorResult(run_requests=data.run_requests, skip_reason=data.skip_message, cursor=data.cursor,
+                           dynamic_partitions_requests=data.dynamic_partitions_requests)
 
 
 def subset_keys(run_request):
