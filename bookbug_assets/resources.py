@@ -8,8 +8,6 @@ name, never its value.
 import logging
 import os
 from pathlib import Path
-from typing import Any
-
 import dagster as dg
 from pydantic import PrivateAttr
 
@@ -80,13 +78,16 @@ class ImageProviders(dg.ConfigurableResource):
                         "offline preview provider; every image and PDF will say PREVIEW.")
         return "preview", DEFAULT_MODELS["preview"]
 
-    def provider(self, family: str, **local_kwargs: Any) -> ImageProvider:
-        """One provider object per family per run, so a local pipeline loads once."""
+    def provider(self, family: str, store: ArtifactStore | None = None) -> ImageProvider:
+        """One provider object per family per run, so a local pipeline loads once.
+
+        `store` lets the local family read a pinned LoRA's weights file by its artifact key.
+        """
         if family not in self._built:
-            self._built[family] = self._build(family, **local_kwargs)
+            self._built[family] = self._build(family, store)
         return self._built[family]
 
-    def _build(self, family: str, **local_kwargs: Any) -> ImageProvider:
+    def _build(self, family: str, store: ArtifactStore | None) -> ImageProvider:
         cls = provider_class(family)
         if family == "replicate":
             if not self.replicate_api_token:
@@ -99,5 +100,6 @@ class ImageProviders(dg.ConfigurableResource):
                 raise ConfigurationError("fal was chosen but FAL_KEY is not set")
             return cls(key=self.fal_key, base_url=self.fal_base_url, poll_interval_s=self.poll_interval_s)
         if family == "local":
-            return cls(model_dir=self.local_model_dir, device=self.local_device, **local_kwargs)
+            resolver = (lambda lora: str(store.local_path(lora.key))) if store is not None else None
+            return cls(model_dir=self.local_model_dir, device=self.local_device, lora_path_resolver=resolver)
         return cls()

@@ -21,7 +21,7 @@ def _render(context, storage, image_providers, *, name: str, prompt_for, referen
     story = load_story(store, book_id)
     profile = load_style_profile(storage, story.style, context.log)
     family, model = image_providers.choose(story.provider)
-    provider = image_providers.provider(family)
+    provider = image_providers.provider(family, store)
     caps = provider.capabilities(model)
     request = make_request(family=family, model=model, caps=caps, story=story, profile=profile, kind=name,
                            prompt=prompt_for(story, profile), seed_name=name, references=references_for(store, book_id),

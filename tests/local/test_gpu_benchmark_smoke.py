@@ -1,0 +1,31 @@
+"""benchmarks/gpu_flux.py in --smoke mode (tiny config, CPU), so the GPU script cannot rot between GPU runs."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("peft")
+
+pytestmark = pytest.mark.local_gpu
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_flux.py"
+
+
+def test_smoke_run_reports_inference_provider_and_training(tmp_path):
+    spec = importlib.util.spec_from_file_location("gpu_flux_bench", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    # Compile is skipped here (inductor on a 2-core CPU takes ~40 s); the GPU run compiles.
+    assert bench.main(["--smoke", "--no-compile", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    sections = [r["section"] for r in results]
+    assert "error" not in sections, results
+    assert sections.count("training") == 2
+    training = [r for r in results if r["section"] == "training"]
+    assert all(r["loss_finite"] and r["lora_B_moved"] for r in training)  # the backward pass ran
+    assert any(r.get("variant", "").startswith("stock") for r in results)
