@@ -20,14 +20,21 @@ EXAMPLE_STORY = Path("data/stories/pip-and-the-lantern.yaml")
 
 
 def _assets(defs: dg.Definitions, *names: str) -> list:
+    """The named assets and their standalone checks, so the checks run in the same run."""
     wanted = set(names)
-    return [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and {k.path[-1] for k in a.keys} & wanted]
+    chosen = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and {k.path[-1] for k in a.keys} & wanted]
+    return chosen + [c for c in defs.asset_checks or [] if {k.asset_key.path[-1] for k in c.check_keys} & wanted]
 
 
 def materialize_book(defs: dg.Definitions, instance: dg.DagsterInstance, story: Story,
-                     echo=print, include_style: bool = True,
-                     raise_on_error: bool = True) -> dict[str, dg.ExecuteInProcessResult]:
-    """The same runs the sensor's backfill makes, executed here, one after another."""
+                     echo=print, include_style: bool = True, raise_on_error: bool = True,
+                     thresholds: dict | None = None) -> dict[str, dg.ExecuteInProcessResult]:
+    """The same runs the sensor's backfill makes, executed here, one after another.
+
+    `thresholds` overrides the quality gates' QualityThresholds fields for this book (run config,
+    as the launchpad would set it), e.g. to render through a provider the gates are not yet
+    calibrated for.
+    """
     instance.add_dynamic_partitions(books_partitions.name, [story.book_id])
     missing_slots = sorted(set(story.page_keys) - set(instance.get_dynamic_partitions(page_slots_partitions.name)))
     if missing_slots:
@@ -38,9 +45,12 @@ def materialize_book(defs: dg.Definitions, instance: dg.DagsterInstance, story: 
     if include_style:
         steps.append(("style", ("style_dataset", "style_lora"), {"partition_key": story.style}))
     first, last = story.page_keys[0], story.page_keys[-1]
+    gate = {"config": {"thresholds": thresholds}} if thresholds else None
     steps += [
-        ("references", ("story", "sprite_sheet", "hero_page"), {"partition_key": story.book_id}),
-        ("pages", ("book_pages",), {"tags": {
+        ("references", ("story", "sprite_sheet", "hero_page"), {"partition_key": story.book_id, "run_config": {
+            "ops": {op: gate for op in ("sprite_sheet_sprite_sheet_quality", "hero_page_hero_page_quality")}}
+            if gate else None}),
+        ("pages", ("book_pages",), {"run_config": {"ops": {"book_pages": gate}} if gate else None, "tags": {
             "dagster/asset_partition_range_start": str(dg.MultiPartitionKey({"book": story.book_id, "page": first})),
             "dagster/asset_partition_range_end": str(dg.MultiPartitionKey({"book": story.book_id, "page": last}))}}),
         ("pdf", ("book_pdf",), {"partition_key": story.book_id}),

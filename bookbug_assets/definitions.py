@@ -9,11 +9,16 @@ import dagster as dg
 
 from bookbug_assets.assets.book import book_pdf, story
 from bookbug_assets.assets.characters import hero_page, sprite_sheet
+from bookbug_assets.assets.experiments import provider_experiment
 from bookbug_assets.assets.ledger import generation_ledger
 from bookbug_assets.assets.pages import book_pages
+from bookbug_assets.assets.reports import cost_report
 from bookbug_assets.assets.style import build_style_assets
+from bookbug_assets.checks import book_pdf_preflight, hero_page_quality, sprite_sheet_quality
+from bookbug_assets.golden import golden_books_job
 from bookbug_assets.resources import BookbugStorage, ImageProviders
 from bookbug_assets.sensors import story_folder_sensor
+from bookbug_assets.sensors_review import review_sensor
 
 
 def _env(name: str) -> dg.EnvVar | None:
@@ -39,8 +44,10 @@ def build_definitions(data_root: str | None = None, stories_dir: str | None = No
     )
     return dg.Definitions(
         assets=[*build_style_assets(Path(storage.styles_dir)), story, sprite_sheet, hero_page, book_pages, book_pdf,
-                generation_ledger],
-        sensors=[story_folder_sensor],
+                generation_ledger, cost_report, provider_experiment],
+        asset_checks=[sprite_sheet_quality, hero_page_quality, book_pdf_preflight],
+        sensors=[story_folder_sensor, review_sensor],
+        jobs=[golden_books_job],
         resources={"storage": storage, "image_providers": providers},
         # Provider calls are I/O-bound and fanned out inside the page step; a process per step
         # would cost seconds each on a small machine (README "Architecture").

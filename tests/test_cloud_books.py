@@ -11,6 +11,8 @@ from tests.conftest import EXAMPLE
 from tests.fakes.fal_server import FakeFal
 from tests.fakes.replicate_server import FakeReplicate
 
+# The fakes draw random shapes, not the book's characters in its style: gate only on artifacts.
+PLUMBING_ONLY = {"max_style_distance": 1.0, "min_character_similarity": 0.0}
 REPLICATE_TOKEN = "r8_SECRET_token_never_logged_0123456789"
 FAL_KEY = "fal-key-id:SECRET-fal-secret-never-logged"
 
@@ -22,7 +24,7 @@ def _book(workspace, defs_for, instance, monkeypatch, env):
     shutil.copy(EXAMPLE, workspace["stories"] / EXAMPLE.name)
     story = load_story_file(workspace["stories"] / EXAMPLE.name, {"soft-meadow"})
     defs = defs_for()
-    results = materialize_book(defs, instance, story, echo=lambda *_: None)
+    results = materialize_book(defs, instance, story, echo=lambda *_: None, thresholds=PLUMBING_ONLY)
     return defs, story, results
 
 
@@ -37,7 +39,7 @@ def _assert_no_secret(secret, workspace, instance, results):
 
 @pytest.mark.parametrize("model", ["google/nano-banana-pro", "black-forest-labs/flux-kontext-pro"])
 def test_whole_book_through_replicate(model, workspace, defs_for, instance, monkeypatch):
-    with FakeReplicate(api_token=REPLICATE_TOKEN, output_mode="data") as fake:
+    with FakeReplicate(api_token=REPLICATE_TOKEN, output_mode="data", output_scale=1.0) as fake:
         defs, story, results = _book(workspace, defs_for, instance, monkeypatch, {
             "REPLICATE_API_TOKEN": REPLICATE_TOKEN, "BOOKBUG_PROVIDER": f"replicate:{model}",
             "BOOKBUG_REPLICATE_BASE_URL": fake.url})
@@ -48,13 +50,13 @@ def test_whole_book_through_replicate(model, workspace, defs_for, instance, monk
         assert {r.provider for r in rows} == {"replicate"} and all(r.cost_usd > 0 for r in rows)
         _assert_no_secret(REPLICATE_TOKEN, workspace, instance, results)
 
-        again = materialize_book(defs, instance, story, echo=lambda *_: None)
+        again = materialize_book(defs, instance, story, echo=lambda *_: None, thresholds=PLUMBING_ONLY)
         assert all(r.success for r in again.values())
         assert len([p for p in fake.created_predictions if p["model"] == model]) == 14, "paid twice"
 
 
 def test_whole_book_through_fal(workspace, defs_for, instance, monkeypatch):
-    with FakeFal(fal_key=FAL_KEY) as fake:
+    with FakeFal(fal_key=FAL_KEY, output_scale=1.0) as fake:
         fake.patch_client(monkeypatch)
         defs, story, results = _book(workspace, defs_for, instance, monkeypatch, {
             "FAL_KEY": FAL_KEY, "BOOKBUG_PROVIDER": "fal:fal-ai/flux-pro/kontext"})
@@ -68,14 +70,15 @@ def test_budget_stops_a_book(workspace, defs_for, instance, monkeypatch):
 
     data = yaml.safe_load(EXAMPLE.read_text())
     data["budget_usd"] = 0.50  # nano-banana-pro at $0.15: sprite + hero + one page
-    with FakeReplicate(api_token=REPLICATE_TOKEN, output_mode="data") as fake:
+    with FakeReplicate(api_token=REPLICATE_TOKEN, output_mode="data", output_scale=1.0) as fake:
         for name, value in {"REPLICATE_API_TOKEN": REPLICATE_TOKEN, "BOOKBUG_PROVIDER": "replicate",
                             "BOOKBUG_REPLICATE_BASE_URL": fake.url, "BOOKBUG_MAX_CONCURRENCY": "1"}.items():
             monkeypatch.setenv(name, value)
         (workspace["stories"] / "budget.yaml").write_text(yaml.safe_dump(data))
         story = load_story_file(workspace["stories"] / "budget.yaml", {"soft-meadow"})
         defs = defs_for()
-        results = materialize_book(defs, instance, story, echo=lambda *_: None, raise_on_error=False)
+        results = materialize_book(defs, instance, story, echo=lambda *_: None, raise_on_error=False,
+                                   thresholds=PLUMBING_ONLY)
         assert not results["pages"].success
         spent = Ledger(defs.resources["storage"].store()).spent(story.book_id)
         assert spent <= 0.50 + 1e-9

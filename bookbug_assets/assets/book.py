@@ -3,6 +3,7 @@
 
 import hashlib
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from bookbug_assets.assets._shared import book_key, load_record, load_story, thu
 from bookbug_assets.generation import GenerationRecord
 from bookbug_assets.partitions import books_partitions, style_names
 from bookbug_assets.pdf import PdfPage, PdfSpec, build_book_pdf
-from bookbug_assets.resources import BookbugStorage
+from bookbug_assets.resources import BookbugStorage, ImageProviders
+from bookbug_assets.review import approval_status
 from bookbug_assets.stories import Story, StoryError, load_story_file
 from bookbug_assets.stories.parsing import STORY_SUFFIXES
 
@@ -41,12 +43,18 @@ def find_story_file(stories_dir: Path, book_id: str, known_styles: set[str]) -> 
 
 @dg.asset(partitions_def=books_partitions, group_name="book", code_version="1", kinds={"python"},
           description="The validated story (pydantic) for one book: the source of truth for everything after it.")
-def story(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.MaterializeResult:
+def story(context: dg.AssetExecutionContext, storage: BookbugStorage,
+          image_providers: ImageProviders) -> dg.MaterializeResult:
+    from bookbug_assets.assets.reports import estimate_book_cost
+
     book_id = context.partition_key
     path, parsed = find_story_file(storage.stories_path, book_id, set(style_names(storage.styles_path)))
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     storage.store().write_json(book_key(book_id, "story.json"),
                                {"source": path.name, "sha256": sha, "story": parsed.model_dump(mode="json")})
+    # The first lines of every book run: what this book will cost before anything is paid.
+    estimate = estimate_book_cost(parsed, image_providers, storage.store())
+    context.log.info(estimate.line())
     fmt = parsed.format
     return dg.MaterializeResult(
         data_version=dg.DataVersion(sha[:16]),
@@ -54,6 +62,8 @@ def story(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.Mate
                   "characters": ", ".join(c.name for c in parsed.characters), "style": parsed.style,
                   "trim": f"{fmt.trim_width_in} x {fmt.trim_height_in} in, bleed {fmt.bleed_in} in",
                   "provider_override": parsed.provider or "none",
+                  "cost_estimate_usd": dg.MetadataValue.float(estimate.first_pass_usd),
+                  "cost_estimate": estimate.line(),
                   "budget_usd": parsed.budget_usd if parsed.budget_usd is not None else "none",
                   "page_text": dg.MetadataValue.md("\n".join(f"{i}. {p.text}" for i, p in
                                                             enumerate(parsed.pages, 1)))})
@@ -97,15 +107,19 @@ def book_pdf(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.M
                      is_preview=records[f"page-{k}"].is_preview, label=f"page {int(k)}") for k in parsed.page_keys]
     cover_page = PdfPage(image=store.local_path(cover.image_key), text="", is_preview=cover.is_preview, label="cover")
     prov = provenance(parsed.title, records)
+    approval = approval_status(store, parsed, required=os.environ.get("BOOKBUG_REQUIRE_APPROVAL") == "1")
     out = store.local_path(book_key(book_id, f"{book_id}.pdf"))
     out.parent.mkdir(parents=True, exist_ok=True)
     result = build_book_pdf(title=parsed.title, author=parsed.author, cover=cover_page, pages=pages, spec=spec,
-                            out_path=out, metadata={"bookbug_provenance": json.dumps(prov, sort_keys=True)})
+                            out_path=out, draft=approval.draft,
+                            metadata={"bookbug_provenance": json.dumps(prov, sort_keys=True)})
     store.write_json(book_key(book_id, "provenance.json"), prov)
     context.log.info(f"book PDF for {book_id}: {out}")
     return dg.MaterializeResult(
         data_version=dg.DataVersion(result.sha256[:16]),
         metadata={"pdf": dg.MetadataValue.path(str(out)), "pages": result.page_count, "preview": result.preview,
+                  "draft": approval.draft,
+                  "unapproved": ", ".join(approval.unapproved) if approval.required else "approval not required",
                   "page_size_in": f"{result.width_pt / 72:.3f} x {result.height_pt / 72:.3f}",
                   "upscaled_pages": ", ".join(result.upscaled_pages) or "none",
                   "cost_usd": dg.MetadataValue.float(round(sum(r.cost_usd for r in records.values()), 4)),

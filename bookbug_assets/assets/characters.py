@@ -11,6 +11,7 @@ from bookbug_assets.assets.style import load_style_profile
 from bookbug_assets.generation import generate_image
 from bookbug_assets.partitions import books_partitions
 from bookbug_assets.resources import BookbugStorage, ImageProviders
+from bookbug_assets.review import reviewed_request
 
 STYLE_DEP = dg.AssetDep("style_lora", partition_mapping=dg.AllPartitionMapping())
 
@@ -26,6 +27,7 @@ def _render(context, storage, image_providers, *, name: str, prompt_for, referen
     request = make_request(family=family, model=model, caps=caps, story=story, profile=profile, kind=name,
                            prompt=prompt_for(story, profile), seed_name=name, references=references_for(store, book_id),
                            character_ids=None, label=label, scene=story.title if name == "hero_page" else "")
+    request = reviewed_request(store, story, name, request)  # a reviewer's rejection: new seed + their note
     ctx = generation_context(context, store, image_providers, story, name)
     record = generate_image(request, provider, ctx, partition=book_id)
     store.write_json(book_key(book_id, f"{name}.json"), record.model_dump(mode="json"))

@@ -4,6 +4,14 @@ A whole book is one run and one step (BackfillPolicy.single_run), not twelve pro
 step renders its pages on a thread pool (provider calls are I/O-bound) and records one
 materialization per page as each finishes. Rerunning one page from the UI is the same code
 with a one-key range.
+
+Each page passes a quality gate (checks.assess_image). A page that fails is drawn again with a
+new seed, up to `max_attempts`, while the book's budget allows; every attempt is a ledger row.
+The page's materialization shows the winning attempt and why the others lost, and the step
+emits one `page_quality` check evaluation per page partition (an AssetCheckResult cannot name a
+partition in a multi-partition step; an AssetCheckEvaluation can). A page that fails its gate
+keeps no page record, so book_pdf cannot use it; a reviewer's approval of its exact bytes
+(review.py) overrides the gate.
 """
 
 
@@ -11,6 +19,7 @@ from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import dagster as dg
+from pydantic import Field
 
 from bookbug_assets.assets._shared import (
     NO_TEXT, book_key, character_lines, generation_context, image_metadata, load_record, load_story, make_request,
@@ -18,10 +27,24 @@ from bookbug_assets.assets._shared import (
 )
 from bookbug_assets.assets.characters import STYLE_DEP
 from bookbug_assets.assets.style import load_style_profile
-from bookbug_assets.generation import GenerationRecord, generate_image
+from bookbug_assets.checks import (
+    AttemptSummary, QualityThresholds, QualityVerdict, assess_image, check_evaluation, page_check_spec,
+    quality_reference, save_verdict,
+)
+from bookbug_assets.generation import GenerationContext, GenerationRecord, generate_image
+from bookbug_assets.ledger import BudgetExceeded, LedgerRow
 from bookbug_assets.partitions import book_pages_partitions, split_page_key
+from bookbug_assets.providers.base import ImageRequest
 from bookbug_assets.resources import BookbugStorage, ImageProviders
+from bookbug_assets.review import ReviewState, load_state, page_target, reviewed_request
 from bookbug_assets.stories.models import Story
+
+
+class BookPagesConfig(dg.Config):
+    max_attempts: int = Field(3, ge=1, le=10, description="Renders per page, counting the first, while it "
+                                                          "fails its quality gate and the budget allows.")
+    quality_gate: bool = Field(True, description="Off: every rendered page is accepted (no regeneration).")
+    thresholds: QualityThresholds = QualityThresholds()
 
 
 def page_prompt(story: Story, page_no: int, profile: dict) -> str:
@@ -33,9 +56,12 @@ def page_prompt(story: Story, page_no: int, profile: dict) -> str:
 
 
 def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage,
-                      image_providers: ImageProviders, page_keys: list[tuple[str, str]]):
-    """Yield one AssetMaterialization per rendered page; raise at the end if any page failed."""
+                      image_providers: ImageProviders, page_keys: list[tuple[str, str]],
+                      config: BookPagesConfig | None = None):
+    """Yield a materialization and a check evaluation per rendered page; raise at the end if any page failed."""
+    config = config or BookPagesConfig()
     store = storage.store()
+    check_selected = page_check_spec.key in context.selected_asset_check_keys
     by_book: dict[str, list[str]] = defaultdict(list)
     for book_id, page in page_keys:
         by_book[book_id].append(page)
@@ -44,25 +70,37 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
         story = load_story(store, book_id)
         profile = load_style_profile(storage, story.style, context.log)
         family, model = image_providers.choose(story.provider)
-        provider = image_providers.provider(family)
+        provider = image_providers.provider(family, store)
         caps = provider.capabilities(model)
         refs = (reference(load_record(store, book_id, "sprite_sheet"), "sprite_sheet"),
                 reference(load_record(store, book_id, "hero_page"), "hero_page"))
         ctx = generation_context(context, store, image_providers, story, "book_pages")
         ref_bytes = {ref.sha256: store.read_bytes(ref.key) for ref in refs}
 
-        def render(page: str) -> GenerationRecord:
+        qref = quality_reference(store, storage, story) if config.quality_gate else None
+        review = load_state(store, book_id)
+
+        def render(page: str) -> tuple[GenerationRecord, QualityVerdict]:
             number = int(page)
             if not 1 <= number <= len(story.pages):
                 raise dg.Failure(f"page slot {page} is past the end of {book_id!r} ({len(story.pages)} pages)",
                                  allow_retries=False)
+            target = page_target(number)
             request = make_request(family=family, model=model, caps=caps, story=story, profile=profile,
-                                   kind="page", prompt=page_prompt(story, number, profile), seed_name=f"page-{page}",
+                                   kind="page", prompt=page_prompt(story, number, profile), seed_name=target,
                                    references=refs, character_ids=story.pages[number - 1].characters,
                                    label=f"page {number}", scene=story.pages[number - 1].scene)
-            record = generate_image(request, provider, ctx, reference_bytes=ref_bytes, partition=f"{book_id}|{page}")
-            store.write_json(book_key(book_id, f"pages/{page}.json"), record.model_dump(mode="json"))
-            return record
+            record, verdict = render_with_gate(
+                request, lambda r: generate_image(r, provider, ctx, reference_bytes=ref_bytes,
+                                                  partition=f"{book_id}|{page}"),
+                store=store, story=story, target=target, ctx=ctx, config=config, qref=qref,
+                has_characters=bool(story.pages[number - 1].characters), review=review)
+            page_record = book_key(book_id, f"pages/{page}.json")
+            if verdict.accepted:
+                store.write_json(page_record, record.model_dump(mode="json"))
+            else:
+                store.delete(page_record)  # a failed page must not reach book_pdf, not even an older one
+            return record, verdict
 
         workers = max(1, min(image_providers.max_concurrency, len(pages)))
         context.log.info(f"{book_id}: rendering {len(pages)} page(s) with {family}:{model}, {workers} at a time")
@@ -81,17 +119,22 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
                         failures.append(f"{book_id} page {int(page)}: {exc}")
                         context.log.error(f"{book_id} page {int(page)} failed ({done_count}/{len(pages)}): {exc}")
                         continue
-                    record = future.result()
+                    record, verdict = future.result()
                     number = int(page)
+                    partition = str(dg.MultiPartitionKey({"book": book_id, "page": page}))
                     context.log.info(f"{book_id} page {number} done ({done_count}/{len(pages)}) "
-                                     f"{'cache hit' if record.cache_hit else f'${record.cost_usd:.3f}'}")
+                                     f"{'cache hit' if record.cache_hit else f'${record.cost_usd:.3f}'}; "
+                                     f"{verdict.description()}")
                     yield dg.AssetMaterialization(
-                        asset_key=context.asset_key,
-                        partition=str(dg.MultiPartitionKey({"book": book_id, "page": page})),
+                        asset_key=context.asset_key, partition=partition,
                         metadata={**image_metadata(store, record, f"page {number}"), "book": book_id,
                                   "page": number, "text": story.pages[number - 1].text,
-                                  "scene": story.pages[number - 1].scene},
+                                  "scene": story.pages[number - 1].scene, "quality": verdict.description(),
+                                  "accepted": verdict.accepted, "winning_attempt": verdict.winner,
+                                  "attempts_table": dg.MetadataValue.md(attempts_markdown(verdict))},
                         tags={"dagster/data_version": record.image_sha256[:16]})
+                    if check_selected:
+                        yield check_evaluation(verdict, page_check_spec, partition)
         except BaseException:
             cancelled = ctx.cancel_in_flight()  # the run is being terminated: stop paying for pages
             if cancelled:
@@ -103,11 +146,85 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
         raise dg.Failure(f"{len(failures)} page(s) failed; the others are kept:\n" + "\n".join(failures))
 
 
-@dg.asset(partitions_def=book_pages_partitions, group_name="book", code_version="1",
+def render_with_gate(request: ImageRequest, generate, *, store, story: Story, target: str, ctx: GenerationContext,
+                     config: BookPagesConfig, qref, has_characters: bool,
+                     review: ReviewState) -> tuple[GenerationRecord, QualityVerdict]:
+    """Render `request` until an attempt passes the gate (or is approved), attempts or budget run out.
+
+    Attempt 1 is the request as reviewed (review.reviewed_request); later attempts change only the
+    seed. The winner is the first accepted attempt, else the best failing one (fewest failures).
+    A reviewer's approval of an attempt's exact bytes accepts it over the gate.
+    """
+    decision = review.targets.get(target)
+    approved_sha = decision.image_sha256 if decision and decision.decision == "approve" else None
+    tried: list[tuple[GenerationRecord, AttemptSummary, object]] = []
+    stopped = ""
+    for attempt in range(1, config.max_attempts + 1):
+        attempt_request = reviewed_request(store, story, target, request, attempt, review)
+        try:
+            record = generate(attempt_request)
+        except BudgetExceeded as exc:
+            if not tried:
+                raise
+            stopped = f"budget: {exc}"
+            ctx.ledger.append(LedgerRow(
+                run_id=ctx.run_id, book_id=ctx.book_id, asset=ctx.asset, partition=f"{story.book_id}|{target[5:]}",
+                kind=attempt_request.kind, provider=attempt_request.provider, model=attempt_request.model,
+                seed=attempt_request.seed, request_key=attempt_request.cache_key(), status="budget_stop",
+                attempt=attempt, error=str(exc), is_preview=attempt_request.provider == "preview"))
+            break
+        if qref is None:  # gate off: the first image is the page
+            result = None
+            passed = True
+        else:
+            result = assess_image(store.read_bytes(record.image_key), qref, config.thresholds, kind="page",
+                                  is_preview=record.is_preview, has_characters=has_characters,
+                                  size=(record.width, record.height))
+            passed = result.passed
+        summary = AttemptSummary(attempt=attempt, seed=record.seed, image_sha256=record.image_sha256,
+                                 cost_usd=record.cost_usd, cache_hit=record.cache_hit, passed=passed,
+                                 failures=result.failures if result else [])
+        tried.append((record, summary, result))
+        if passed or record.image_sha256 == approved_sha:
+            break
+    accepted = [t for t in tried if t[1].passed or t[0].image_sha256 == approved_sha]
+    record, summary, result = accepted[0] if accepted else min(tried, key=lambda t: len(t[1].failures))
+    verdict = QualityVerdict(
+        book_id=story.book_id, target=target, passed=summary.passed, accepted=bool(accepted),
+        image_sha256=record.image_sha256, image_key=record.image_key, provider=record.provider, model=record.model,
+        seed=record.seed, scores=result.scores if result else {}, failures=summary.failures,
+        notes=(result.notes if result else ["quality gate off"]), attempts=[t[1] for t in tried],
+        winner=summary.attempt, stopped=stopped)
+    save_verdict(store, verdict)
+    return record, verdict
+
+
+def attempts_markdown(verdict: QualityVerdict) -> str:
+    """Which attempt won and why each other one lost, for the page's materialization."""
+    rows = ["| attempt | seed | cost | cache | result |", "|---|---|---|---|---|"]
+    for a in verdict.attempts:
+        if a.attempt == verdict.winner:
+            outcome = "**won**" + (f" (still failing: {'; '.join(a.failures)})" if a.failures else "")
+        elif a.failures:
+            outcome = "lost: " + "; ".join(a.failures)
+        else:
+            outcome = "lost: a better attempt was accepted"
+        rows.append(f"| {a.attempt} | {a.seed} | ${a.cost_usd:.3f} | {'yes' if a.cache_hit else 'no'} | {outcome} |")
+    if verdict.stopped:
+        rows.append(f"\nRegeneration stopped early: {verdict.stopped}")
+    return "\n".join(rows)
+
+
+@dg.asset(partitions_def=book_pages_partitions, group_name="book", code_version="2",
           deps=["sprite_sheet", "hero_page", STYLE_DEP], kinds={"python"},
-          backfill_policy=dg.BackfillPolicy.single_run(), output_required=False,
+          backfill_policy=dg.BackfillPolicy.single_run(), output_required=False, check_specs=[page_check_spec],
           description="Every page's illustration, one partition per book x page, drawn against the book's "
-                      "sprite sheet and hero page. A book's pages render concurrently in one step.")
-def book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage, image_providers: ImageProviders):
+                      "sprite sheet and hero page. A book's pages render concurrently in one step; a page that "
+                      "fails its quality gate is redrawn with a new seed up to max_attempts within the budget.")
+def book_pages(context: dg.AssetExecutionContext, config: BookPagesConfig, storage: BookbugStorage,
+               image_providers: ImageProviders):
     keys = [split_page_key(k) for k in context.partition_keys]
-    yield from render_book_pages(context, storage, image_providers, keys)
+    yield from render_book_pages(context, storage, image_providers, keys, config)
+    if page_check_spec.key in context.selected_asset_check_keys:
+        # The check's output must be produced once per step; its per-page results went out as evaluations.
+        yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(page_check_spec.key))

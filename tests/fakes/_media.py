@@ -48,14 +48,22 @@ def render_image(
     if black:
         img = Image.new("RGB", size, (0, 0, 0))
     else:
-        img = Image.new("RGB", size, tuple(64 + b // 2 for b in digest[:3]))
+        # Busy enough to pass the quality gates a real illustration passes (not blank, not blurred):
+        # a sky-to-ground gradient and a few dozen outlined shapes, all derived from the seed.
+        stream = hashlib.shake_256(seed.encode()).digest(8 * 32)
+        top, bottom = tuple(96 + b // 2 for b in digest[:3]), tuple(32 + b // 2 for b in digest[3:6])
+        img = Image.new("RGB", size, top)
         draw = ImageDraw.Draw(img)
-        for i in range(4):
-            b = digest[3 + i * 7: 10 + i * 7]
+        for y in range(0, h, 4):
+            t = y / max(1, h - 1)
+            draw.rectangle((0, y, w, y + 4), fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
+        for i in range(32):
+            b = stream[i * 8:(i + 1) * 8]
             x0, y0 = b[0] * w // 256, b[1] * h // 256
-            x1, y1 = x0 + max(4, b[2] * w // 512), y0 + max(4, b[3] * h // 512)
+            x1, y1 = x0 + max(4, b[2] * w // 768), y0 + max(4, b[3] * h // 768)
             shape = draw.ellipse if b[4] % 2 else draw.rectangle
-            shape((x0, y0, x1, y1), fill=(b[4], b[5], b[6]))
+            shape((x0, y0, x1, y1), fill=tuple(24 + v * 3 // 4 for v in b[5:8]), outline=(30, 30, 30),
+                  width=max(1, w // 256))
         if label:
             draw.text((4, 4), label[:40], fill=(255, 255, 255))
     pil_fmt = _PIL_FORMATS.get(fmt.lower(), "PNG")

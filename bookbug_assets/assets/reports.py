@@ -1,0 +1,133 @@
+"""cost_report: what an acceptable image costs, per book and per provider; and a book's cost estimate.
+
+Read from the ledger rows (one per generation attempt, generation.py) and the quality verdicts
+(one per image, written by the page renderer and the asset checks). "Acceptable" means the image
+that is in the book now passed its quality gate (or a reviewer approved it over the gate).
+"""
+
+
+import io
+
+import dagster as dg
+import polars as pl
+from pydantic import BaseModel
+
+from bookbug_assets.assets.ledger import markdown_table
+from bookbug_assets.checks import load_verdicts
+from bookbug_assets.ledger import Ledger
+from bookbug_assets.providers.base import ConfigurationError
+from bookbug_assets.resources import BookbugStorage, ImageProviders
+from bookbug_assets.storage import ArtifactStore
+from bookbug_assets.stories.models import Story
+
+REPORT_PARQUET = "reports/cost_report.parquet"
+BOOK_ASSETS = ("sprite_sheet", "hero_page", "book_pages")
+COLUMNS = ["images", "attempts", "paid_generations", "cached_generations", "failed_generations", "cost_usd",
+           "acceptable_images", "cost_per_acceptable_usd", "mean_latency_s"]
+
+
+def _acceptable(store: ArtifactStore, books: list[str]) -> pl.DataFrame:
+    rows = [{"book_id": b, "provider": v.provider, "model": v.model}
+            for b in books for v in load_verdicts(store, b).values() if v.accepted]
+    schema = {"book_id": pl.Utf8, "provider": pl.Utf8, "model": pl.Utf8}
+    frame = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+    return frame.group_by("book_id", "provider", "model").agg(pl.len().cast(pl.Int64).alias("acceptable_images"))
+
+
+def _aggregate(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    return (frame.group_by(keys).agg(
+        pl.struct("asset", "partition").n_unique().cast(pl.Int64).alias("images"),
+        (pl.col("status") != "cached").sum().cast(pl.Int64).alias("attempts"),
+        (pl.col("status") == "ok").sum().cast(pl.Int64).alias("paid_generations"),
+        pl.col("cache_hit").sum().cast(pl.Int64).alias("cached_generations"),
+        pl.col("status").is_in(["failed", "refused", "timeout", "budget_stop"]).sum().cast(pl.Int64)
+        .alias("failed_generations"),
+        pl.col("cost_usd").sum().round(4).alias("cost_usd"),
+        pl.col("latency_s").filter(pl.col("status") == "ok").mean().round(2).alias("mean_latency_s")))
+
+
+def cost_tables(store: ArtifactStore) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(per book x provider x model, per provider x model over all books)."""
+    ledger = Ledger(store).frame().filter(pl.col("asset").is_in(BOOK_ASSETS))
+    keys = ["book_id", "provider", "model"]
+    by_book = _aggregate(ledger, keys)
+    accepted = _acceptable(store, by_book["book_id"].unique().to_list())
+    by_book = (by_book.join(accepted, on=keys, how="left")
+               .with_columns(pl.col("acceptable_images").fill_null(0)))
+    by_provider = _aggregate(ledger, ["provider", "model"]).join(
+        accepted.group_by("provider", "model").agg(pl.col("acceptable_images").sum()), on=["provider", "model"],
+        how="left").with_columns(pl.col("acceptable_images").fill_null(0))
+
+    def finish(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+        per = (pl.when(pl.col("acceptable_images") > 0)
+               .then((pl.col("cost_usd") / pl.col("acceptable_images")).round(4)).otherwise(None))
+        return frame.with_columns(per.alias("cost_per_acceptable_usd")).select(*keys, *COLUMNS).sort(keys)
+
+    return finish(by_book, keys), finish(by_provider, ["provider", "model"])
+
+
+@dg.asset(group_name="ledger", code_version="1", kinds={"parquet", "polars"}, deps=["generation_ledger"],
+          description="Cost of an acceptable image, per book and per provider: images, attempts, paid and cached "
+                      "generations, cost, cost per image that passed its quality gate, mean latency.")
+def cost_report(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.MaterializeResult:
+    store = storage.store()
+    by_book, by_provider = cost_tables(store)
+    buffer = io.BytesIO()
+    by_book.write_parquet(buffer)
+    store.write_bytes(REPORT_PARQUET, buffer.getvalue())
+    context.log.info(f"cost report: {by_book.height} book x provider row(s)")
+    return dg.MaterializeResult(metadata={
+        "rows": by_book.height,
+        "total_cost_usd": dg.MetadataValue.float(float(by_book["cost_usd"].sum()) if by_book.height else 0.0),
+        "acceptable_images": int(by_book["acceptable_images"].sum()) if by_book.height else 0,
+        "by_book": dg.MetadataValue.md(markdown_table(by_book) if by_book.height else "no generations yet"),
+        "by_provider": dg.MetadataValue.md(markdown_table(by_provider) if by_provider.height else "no generations"),
+        "parquet": store.uri(REPORT_PARQUET),
+    })
+
+
+class CostEstimate(BaseModel):
+    book_id: str
+    provider: str
+    model: str
+    images: int
+    price_usd: float
+    first_pass_usd: float
+    worst_case_usd: float
+    max_attempts: int
+    budget_usd: float | None
+    spent_usd: float
+    note: str = ""
+
+    def line(self) -> str:
+        budget = "no budget" if self.budget_usd is None else f"budget ${self.budget_usd:.2f}"
+        text = (f"cost estimate for {self.book_id}: {self.images} images x ${self.price_usd:.3f} "
+                f"({self.provider}:{self.model}) = ${self.first_pass_usd:.2f} if every image passes first time, "
+                f"at most ${self.worst_case_usd:.2f} with {self.max_attempts} quality attempts each; "
+                f"{budget}, ${self.spent_usd:.2f} spent so far; cached images cost nothing")
+        return text + (f" ({self.note})" if self.note else "")
+
+
+def estimate_book_cost(story: Story, providers: ImageProviders, store: ArtifactStore | None = None,
+                       max_attempts: int | None = None) -> CostEstimate:
+    """What a book will cost before any paid call: its images at the chosen model's declared price.
+
+    Call it in the first lines of a book's run: `cli.materialize_book` before its first
+    materialize (echo the `.line()`), and the `story` asset (context.log.info + metadata), which
+    is the first step of every sensor-launched book backfill.
+    """
+    from bookbug_assets.assets.pages import BookPagesConfig
+
+    attempts = max_attempts or BookPagesConfig().max_attempts
+    family, model = providers.choose(story.provider)
+    note = ""
+    try:
+        price = providers.provider(family).capabilities(model).price_usd
+    except ConfigurationError as exc:  # the run would fail on this too; the estimate says why now
+        price, note = 0.0, f"price unknown: {exc}"
+    images = 2 + len(story.pages)  # sprite sheet + hero page + one per page
+    spent = Ledger(store).spent(story.book_id) if store is not None else 0.0
+    return CostEstimate(book_id=story.book_id, provider=family, model=model, images=images, price_usd=price,
+                        first_pass_usd=round(images * price, 4), worst_case_usd=round(images * price * attempts, 4),
+                        max_attempts=attempts, budget_usd=story.budget_usd, spent_usd=spent, note=note)
+

@@ -1,0 +1,263 @@
+"""Human review of a book's images: a YAML file per book, a review state in the ArtifactStore.
+
+A person writes `data/reviews/<book_id>.yaml`:
+
+    book_id: pip-and-the-lantern
+    require_approval: true            # optional: unapproved images make a DRAFT PDF
+    reviewer: sam                     # optional
+    sprite_sheet: {decision: approve}
+    hero_page: {decision: reject, note: "Olive's spectacles are round and yellow"}
+    pages:
+      3: {decision: reject, note: "Pip's scarf is red, not blue"}
+      4: {decision: approve}
+
+The review sensor validates the file (every error names the file and the field) and folds it
+into `books/<book>/review/state.json`. That state is how a rejection reaches generation: each new
+rejection bumps the target's `revision` and adds its note, and `reviewed_request` turns
+(revision, notes) into a new seed and a prompt that carries the notes. The state outlives the
+file's current wording, so an approval after a rejection keeps the regenerated image (same
+revision, same seed, a cache hit) instead of falling back to the rejected one.
+
+An approval is bound to the image it was given for (its sha256): regenerate the image and it is
+unapproved again, which is what a DRAFT PDF must reflect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator,
+)
+
+from bookbug_assets.assets._shared import book_key, derived_seed
+from bookbug_assets.checks import verdict_key
+from bookbug_assets.providers.base import ImageRequest
+from bookbug_assets.storage import ArtifactStore
+from bookbug_assets.stories.models import Slug, Story, page_key
+from bookbug_assets.stories.parsing import _field_path
+
+MAX_REVIEW_BYTES = 256_000
+MAX_NOTES_IN_PROMPT = 3  # the latest few; an ever-growing prompt would drown the scene
+BOOK_TARGETS = ("sprite_sheet", "hero_page")
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=400)]
+
+
+class ReviewError(ValueError):
+    """A review file that cannot be applied. `problems` is a list of (field, message)."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(f"{f}: {m}" if f else m for f, m in problems))
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    note: Note = ""
+
+    @field_validator("note")
+    @classmethod
+    def _no_control_chars(cls, value: str) -> str:
+        # The note goes into a provider prompt: keep it one plain line.
+        if any(ord(ch) < 32 and ch not in "\t" for ch in value):
+            raise ValueError("must be one line of plain text")
+        return value
+
+    @model_validator(mode="after")
+    def _rejection_has_note(self) -> Decision:
+        if self.decision == "reject" and not self.note:
+            raise ValueError("a rejection needs a note saying what to fix (it is added to the prompt)")
+        return self
+
+
+class ReviewFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    book_id: Slug
+    require_approval: bool = False
+    reviewer: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
+    sprite_sheet: Decision | None = None
+    hero_page: Decision | None = None
+    pages: dict[int, Decision] = Field(default_factory=dict, description="1-based page number -> decision")
+
+    def decisions(self) -> dict[str, Decision]:
+        out = {t: getattr(self, t) for t in BOOK_TARGETS if getattr(self, t) is not None}
+        out.update({page_target(n): d for n, d in sorted(self.pages.items())})
+        return out
+
+
+class TargetReview(BaseModel):
+    """What generation and the PDF need to know about one image's review history."""
+
+    decision: Literal["approve", "reject"] | None = None
+    note: str = ""
+    revision: int = 0  # rejections so far; 0 = the original seed and prompt
+    notes: list[str] = Field(default_factory=list)
+    image_sha256: str | None = None  # the image the latest decision was made on
+    decided_at: datetime | None = None
+
+
+class ReviewState(BaseModel):
+    book_id: str
+    require_approval: bool = False
+    reviewer: str = ""
+    source: str = ""
+    source_sha256: str = ""
+    targets: dict[str, TargetReview] = Field(default_factory=dict)
+
+
+def page_target(number: int | str) -> str:
+    """'page-003': the same name pages.py uses as the page's seed name, so revision 0 changes nothing."""
+    return f"page-{page_key(int(number))}"
+
+
+def state_key(book_id: str) -> str:
+    return book_key(book_id, "review/state.json")
+
+
+def record_key(book_id: str, target: str) -> str:
+    """Where the current image record of a target lives (written by the book assets)."""
+    if target in BOOK_TARGETS:
+        return book_key(book_id, f"{target}.json")
+    return book_key(book_id, f"pages/{target.removeprefix('page-')}.json")
+
+
+def load_state(store: ArtifactStore, book_id: str) -> ReviewState:
+    key = state_key(book_id)
+    return ReviewState.model_validate(store.read_json(key)) if store.exists(key) else ReviewState(book_id=book_id)
+
+
+def parse_review(data: bytes, source: str, story: Story | None) -> ReviewFile:
+    """Validate a review file; `story` (when known) bounds the page numbers."""
+    if len(data) > MAX_REVIEW_BYTES:
+        raise ReviewError(source, [("", f"file is {len(data):,} bytes; a review must be under {MAX_REVIEW_BYTES:,}")])
+    try:
+        raw = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ReviewError(source, [("", f"not UTF-8 text (byte {exc.start})")]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ReviewError(source, [("", f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}")]) from None
+    if not isinstance(raw, dict):
+        raise ReviewError(source, [("", f"top level must be a mapping, got {type(raw).__name__}")])
+    try:
+        review = ReviewFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ReviewError(source, [(_field_path(e["loc"]) or "review", e["msg"].removeprefix("Value error, "))
+                                   for e in exc.errors(include_url=False)]) from None
+    stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if review.book_id != stem:
+        raise ReviewError(source, [("book_id", f"{review.book_id!r} does not match the file name {stem!r}")])
+    if story is not None:
+        bad = [n for n in review.pages if not 1 <= n <= len(story.pages)]
+        if bad:
+            raise ReviewError(source, [(f"pages.{n}", f"page {n} does not exist; the book has {len(story.pages)} "
+                                                      "pages") for n in bad])
+    return review
+
+
+def fold_review(state: ReviewState, review: ReviewFile, store: ArtifactStore, source: str,
+                source_sha256: str) -> tuple[ReviewState, list[str], list[str]]:
+    """(new state, targets newly rejected, targets newly approved). Pure apart from reading records.
+
+    A rejection is new when the target was not already rejected with this very note: rewording the
+    note asks for another try, an unchanged file never regenerates twice.
+    """
+    now = datetime.now(timezone.utc)
+    new = state.model_copy(deep=True, update={"require_approval": review.require_approval, "source": source,
+                                               "reviewer": review.reviewer, "source_sha256": source_sha256})
+    rejected, approved = [], []
+    decisions = review.decisions()
+    for target, decision in decisions.items():
+        current = new.targets.get(target, TargetReview())
+        image = _current_image(store, review.book_id, target)
+        if decision.decision == "reject":
+            if current.decision == "reject" and current.note == decision.note:
+                continue
+            notes = [n for n in current.notes if n != decision.note] + [decision.note]
+            new.targets[target] = current.model_copy(update={
+                "decision": "reject", "note": decision.note, "revision": current.revision + 1, "notes": notes,
+                "image_sha256": image, "decided_at": now})
+            rejected.append(target)
+        else:
+            if current.decision == "approve" and current.image_sha256 == image:
+                continue
+            new.targets[target] = current.model_copy(update={
+                "decision": "approve", "note": decision.note, "image_sha256": image, "decided_at": now})
+            approved.append(target)
+    for target, current in new.targets.items():
+        if target not in decisions and current.decision is not None:
+            # Removed from the file: the decision is withdrawn; the revision (and its image) stays.
+            new.targets[target] = current.model_copy(update={"decision": None, "note": ""})
+    return new, rejected, approved
+
+
+def _current_image(store: ArtifactStore, book_id: str, target: str) -> str | None:
+    """The target's image now: its record, else the image its quality gate failed (so a person can
+    approve that image over the gate)."""
+    for key in (record_key(book_id, target), verdict_key(book_id, target)):
+        if store.exists(key):
+            return store.read_json(key).get("image_sha256")
+    return None
+
+
+def overrides_gate(store: ArtifactStore, book_id: str, target: str) -> bool:
+    """An approval of an image its quality gate refused: the asset must run again to accept it."""
+    key = verdict_key(book_id, target)
+    return store.exists(key) and not store.read_json(key).get("accepted", True)
+
+
+def file_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def reviewed_request(store: ArtifactStore, story: Story, target: str, request: ImageRequest,
+                     attempt: int = 1, state: ReviewState | None = None) -> ImageRequest:
+    """The request for `target` after its review history and quality retries.
+
+    Revision 0, attempt 1 returns `request` unchanged, so books nobody reviewed keep their cache.
+    Otherwise the seed is derived from (target, revision, attempt) and the reviewer's latest notes
+    are appended to the prompt.
+    """
+    review = (state or load_state(store, story.book_id)).targets.get(target)
+    revision = review.revision if review else 0
+    if revision == 0 and attempt == 1:
+        return request
+    update: dict = {"seed": derived_seed(story, f"{target}/review-{revision}/attempt-{attempt}")}
+    if revision:
+        notes = "; ".join(review.notes[-MAX_NOTES_IN_PROMPT:])
+        update["prompt"] = f"{request.prompt} Reviewer notes, fix these: {notes}."
+    return request.model_copy(update=update)
+
+
+class Approval(BaseModel):
+    required: bool
+    unapproved: list[str]
+
+    @property
+    def draft(self) -> bool:
+        return self.required and bool(self.unapproved)
+
+
+def approval_status(store: ArtifactStore, story: Story, required: bool = False) -> Approval:
+    """Which images still lack an approval of their *current* bytes.
+
+    Required when the caller says so (config flag), the review file says so, or the story does
+    (a `require_approval` field, read with getattr so this works before the story model has it).
+    """
+    state = load_state(store, story.book_id)
+    required = required or state.require_approval or bool(getattr(story, "require_approval", False))
+    unapproved = []
+    for target in (*BOOK_TARGETS, *(page_target(k) for k in story.page_keys)):
+        review = state.targets.get(target)
+        image = _current_image(store, story.book_id, target)
+        if review is None or review.decision != "approve" or image is None or review.image_sha256 != image:
+            unapproved.append(target)
+    return Approval(required=required, unapproved=unapproved)
