@@ -32,7 +32,22 @@ def build_definitions(data_root: str | None = None, stories_dir: str | None = No
         data_root=data_root or os.environ.get("BOOKBUG_DATA_ROOT", "data/outputs"),
         stories_dir=stories_dir or os.environ.get("BOOKBUG_STORIES_DIR", "data/stories"),
         styles_dir=styles_dir or os.environ.get("BOOKBUG_STYLES_DIR", "data/styles"),
+        s3_bucket=os.environ.get("BOOKBUG_S3_BUCKET") or None,
+        s3_prefix=os.environ.get("BOOKBUG_S3_PREFIX", "outputs"),
+        s3_stories_prefix=os.environ.get("BOOKBUG_S3_STORIES_PREFIX") or None,
+        s3_endpoint_url=os.environ.get("BOOKBUG_S3_ENDPOINT_URL") or None,
+        s3_region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
     )
+    sensors = [story_folder_sensor, review_sensor]
+    resources = {"storage": storage}
+    if storage.s3_bucket and storage.s3_stories_prefix:
+        # Imported only when configured: the default definitions stay free of boto3 work.
+        from dagster_aws.s3 import S3Resource
+
+        from bookbug_assets.sensors_s3 import build_s3_story_sensor
+
+        sensors.append(build_s3_story_sensor(storage.s3_bucket, storage.s3_stories_prefix))
+        resources["s3"] = S3Resource(endpoint_url=storage.s3_endpoint_url, region_name=storage.s3_region_name)
     providers = ImageProviders(
         default=os.environ.get("BOOKBUG_PROVIDER", "auto"),
         replicate_api_token=_env("REPLICATE_API_TOKEN"),
@@ -46,9 +61,9 @@ def build_definitions(data_root: str | None = None, stories_dir: str | None = No
         assets=[*build_style_assets(Path(storage.styles_dir)), story, sprite_sheet, hero_page, book_pages, book_pdf,
                 generation_ledger, cost_report, provider_experiment],
         asset_checks=[sprite_sheet_quality, hero_page_quality, book_pdf_preflight],
-        sensors=[story_folder_sensor, review_sensor],
+        sensors=sensors,
         jobs=[golden_books_job],
-        resources={"storage": storage, "image_providers": providers},
+        resources={**resources, "image_providers": providers},
         # Provider calls are I/O-bound and fanned out inside the page step; a process per step
         # would cost seconds each on a small machine (README "Architecture").
         executor=dg.in_process_executor,

@@ -199,9 +199,14 @@ def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: Generati
                 ctx.logger.info(f"{provider.name} busy ({exc.status or 'error'}); retrying create in {wait_s:.1f}s")
                 ctx.sleep(wait_s)
                 continue
-            ctx.store.write_json(journal_path(key), {
-                "job_id": job_id, "provider": provider.name, "model": request.model,
-                "submitted_at": datetime.now(timezone.utc).isoformat(), "run_id": ctx.run_id})
+            try:
+                ctx.store.write_json(journal_path(key), {
+                    "job_id": job_id, "provider": provider.name, "model": request.model,
+                    "submitted_at": datetime.now(timezone.utc).isoformat(), "run_id": ctx.run_id})
+            except BaseException:
+                # An unjournaled job would be paid again by the retry: stop it instead.
+                provider.cancel(job_id)
+                raise
         with ctx._lock:
             ctx._in_flight[job_id] = provider
         try:

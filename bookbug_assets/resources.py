@@ -26,8 +26,30 @@ class BookbugStorage(dg.ConfigurableResource):
     stories_dir: str = "data/stories"
     styles_dir: str = "data/styles"
 
+    # S3 (AWS, MinIO, R2 via s3_endpoint_url): artifacts in s3://s3_bucket/s3_prefix/ when s3_bucket
+    # is set; stories read from s3://s3_bucket/s3_stories_prefix when that is set too.
+    s3_bucket: str | None = None
+    s3_prefix: str = "outputs"
+    s3_stories_prefix: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region_name: str | None = None
+
+    _s3_store: ArtifactStore | None = PrivateAttr(default=None)
+
+    def s3_client(self):
+        from dagster_aws.s3 import S3Resource
+
+        return S3Resource(endpoint_url=self.s3_endpoint_url, region_name=self.s3_region_name).get_client()
+
     def store(self) -> ArtifactStore:
-        return LocalArtifactStore(self.data_root)
+        if not self.s3_bucket:
+            return LocalArtifactStore(self.data_root)
+        if self._s3_store is None:  # one boto3 client per resource instance, shared by page threads
+            from bookbug_assets.storage_s3 import S3ArtifactStore
+
+            self._s3_store = S3ArtifactStore(self.s3_client(), self.s3_bucket, self.s3_prefix,
+                                             cache_dir=Path(self.data_root) / ".s3-cache")
+        return self._s3_store
 
     @property
     def stories_path(self) -> Path:

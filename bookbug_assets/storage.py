@@ -63,6 +63,9 @@ class ArtifactStore(ABC):
     @abstractmethod
     def uri(self, key: str) -> str: ...
 
+    def publish_local(self, key: str) -> None:
+        """Make a file built at local_path(key) the key's content (a no-op where that path is the store)."""
+
     def read_json(self, key: str) -> dict:
         return json.loads(self.read_bytes(key))
 

@@ -48,8 +48,16 @@ def story(context: dg.AssetExecutionContext, storage: BookbugStorage,
     from bookbug_assets.assets.reports import estimate_book_cost
 
     book_id = context.partition_key
-    path, parsed = find_story_file(storage.stories_path, book_id, set(style_names(storage.styles_path)))
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    known = set(style_names(storage.styles_path))
+    if storage.s3_bucket and storage.s3_stories_prefix:
+        from bookbug_assets.sensors_s3 import fetch_story_from_s3
+
+        key, sha, parsed = fetch_story_from_s3(storage.s3_client(), storage.s3_bucket, storage.s3_stories_prefix,
+                                               book_id, known, key_hint=context.run.tags.get("bookbug/story_key"))
+        path = Path(key)  # its .name is what the metadata shows as source_file
+    else:
+        path, parsed = find_story_file(storage.stories_path, book_id, known)
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
     storage.store().write_json(book_key(book_id, "story.json"),
                                {"source": path.name, "sha256": sha, "story": parsed.model_dump(mode="json")})
     # The first lines of every book run: what this book will cost before anything is paid.
@@ -113,6 +121,7 @@ def book_pdf(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.M
     result = build_book_pdf(title=parsed.title, author=parsed.author, cover=cover_page, pages=pages, spec=spec,
                             out_path=out, draft=approval.draft,
                             metadata={"bookbug_provenance": json.dumps(prov, sort_keys=True)})
+    store.publish_local(book_key(book_id, f"{book_id}.pdf"))
     store.write_json(book_key(book_id, "provenance.json"), prov)
     context.log.info(f"book PDF for {book_id}: {out}")
     return dg.MaterializeResult(

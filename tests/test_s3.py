@@ -1,0 +1,295 @@
+"""S3: the ArtifactStore backend, a whole book on it, and the S3 story sensor, against a moto server.
+
+The moto server is a real HTTP S3 endpoint on 127.0.0.1, reached through dagster-aws S3Resource
+with endpoint_url, exactly as MinIO or R2 would be.
+"""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+pytest.importorskip("moto", reason="moto[server] is not installed (dev extra)")
+from dagster_aws.s3 import S3Resource  # noqa: E402
+
+from bookbug_assets.resources import BookbugStorage  # noqa: E402
+from bookbug_assets.storage import UnsafeKeyError  # noqa: E402
+from bookbug_assets.storage_s3 import S3ArtifactStore  # noqa: E402
+from tests.conftest import EXAMPLE  # noqa: E402
+
+CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    server = Path(sys.executable).with_name("moto_server")
+    if not server.exists():
+        pytest.skip("moto_server is not installed next to this Python (pip install 'moto[server]')")
+    port = _free_port()
+    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.skip(f"moto_server exited with {proc.returncode}")
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("moto_server did not answer within 30 s")
+    yield endpoint
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def s3(moto_endpoint):
+    return S3Resource(endpoint_url=moto_endpoint, **CREDS)
+
+
+@pytest.fixture
+def bucket(s3):
+    name = f"bookbug-{uuid.uuid4().hex[:10]}"
+    s3.get_client().create_bucket(Bucket=name)
+    return name
+
+
+class S3BookbugStorage(BookbugStorage):
+    """Test-only: BookbugStorage with its artifacts in S3 (the shape the s3_* fields would take)."""
+
+    s3_endpoint_url: str
+    s3_bucket: str
+    s3_prefix: str = "outputs"
+
+    def store(self):
+        client = S3Resource(endpoint_url=self.s3_endpoint_url, **CREDS).get_client()
+        return S3ArtifactStore(client, self.s3_bucket, self.s3_prefix, cache_dir=Path(self.data_root) / "s3-cache")
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+def test_s3_store_round_trip(s3, bucket, tmp_path):
+    store = S3ArtifactStore(s3.get_client(), bucket, "outputs/", cache_dir=tmp_path / "cache")
+    store.write_bytes("books/pip/story.json", b'{"a": 1}')
+    store.write_json("books/pip-2/story.json", {"b": 2})
+    assert store.read_json("books/pip/story.json") == {"a": 1}
+    assert store.exists("books/pip/story.json") and not store.exists("books/pip/nope.json")
+    # Folder semantics: listing books/pip must not return books/pip-2.
+    assert store.list("books/pip") == ["books/pip/story.json"]
+    assert store.list("books") == ["books/pip-2/story.json", "books/pip/story.json"]
+    assert store.uri("books/pip/story.json") == f"s3://{bucket}/outputs/books/pip/story.json"
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes("books/pip/nope.json")
+
+    sha, key = store.put_blob(b"\x89PNG fake", ".png")
+    assert key == f"blobs/{sha[:2]}/{sha}.png" and store.read_bytes(key) == b"\x89PNG fake"
+    assert store.put_blob(b"\x89PNG fake", ".png") == (sha, key)
+
+    # local_path downloads once and refreshes when the object changes.
+    path = store.local_path("books/pip/story.json")
+    assert path.read_bytes() == b'{"a": 1}' and (tmp_path / "cache") in path.parents
+    store.write_bytes("books/pip/story.json", b'{"a": 3}')
+    assert store.local_path("books/pip/story.json").read_bytes() == b'{"a": 3}'
+    assert store.local_path(key).read_bytes() == b"\x89PNG fake"
+
+    store.delete("books/pip/story.json")
+    store.delete("books/pip/story.json")  # idempotent, like the local store
+    assert not store.exists("books/pip/story.json")
+    for hostile in ("../x", "/etc/passwd", "a/../../b", "a//b", "", "a\\b", "books/\x00"):
+        with pytest.raises(UnsafeKeyError):
+            store.write_bytes(hostile, b"x")
+    with pytest.raises(UnsafeKeyError):
+        S3ArtifactStore(s3.get_client(), bucket, "../up")
+    client = s3.get_client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert all(k.startswith("outputs/") for k in keys), keys
+
+
+def test_whole_book_on_s3(s3, bucket, moto_endpoint, workspace, instance):
+    from bookbug_assets.cli import materialize_book
+    from bookbug_assets.definitions import build_definitions
+    from bookbug_assets.ledger import Ledger
+    from bookbug_assets.stories import load_story_file
+
+    shutil.copy(EXAMPLE, workspace["stories"] / EXAMPLE.name)
+    base = build_definitions(data_root=str(workspace["outputs"]), stories_dir=str(workspace["stories"]),
+                             styles_dir=str(workspace["styles"]))
+    storage = S3BookbugStorage(data_root=str(workspace["outputs"]), stories_dir=str(workspace["stories"]),
+                               styles_dir=str(workspace["styles"]), s3_endpoint_url=moto_endpoint, s3_bucket=bucket)
+    defs = dg.Definitions(assets=base.assets, sensors=base.sensors, executor=base.executor,
+                          resources={**base.resources, "storage": storage})
+    story = load_story_file(workspace["stories"] / EXAMPLE.name, {"soft-meadow"})
+
+    started = time.monotonic()
+    results = materialize_book(defs, instance, story, echo=lambda *_: None)
+    first_s = time.monotonic() - started
+    assert all(r.success for r in results.values())
+    store = storage.store()
+    book = f"books/{story.book_id}"
+    assert store.exists(f"{book}/story.json")
+    assert sorted(store.list(f"{book}/pages")) == [f"{book}/pages/{k}.json" for k in story.page_keys]
+    assert store.exists("ledger/generation_ledger.parquet")
+    page_events = results["pages"].get_asset_materialization_events()
+    assert len(page_events) == 12
+    assert page_events[0].materialization.metadata["image_uri"].value.startswith(f"s3://{bucket}/outputs/blobs/")
+    # Nothing generated lands on local disk except the download cache.
+    local = [p for p in workspace["outputs"].rglob("*") if p.is_file() and "s3-cache" not in p.parts]
+    assert local == [], local
+
+    ledger = Ledger(store)
+    before = len(ledger.rows(story.book_id))
+    again = materialize_book(defs, instance, story, echo=lambda *_: None)
+    assert all(r.success for r in again.values())
+    new_rows = ledger.rows(story.book_id)[before:]
+    assert len(new_rows) == 14 and all(r.cache_hit and r.cost_usd == 0 for r in new_rows)
+    print(f"whole book on S3: first {first_s:.1f}s")
+
+    # book_pdf must hand the finished PDF to the store (see the S3 integration notes).
+    assert store.exists(f"{book}/{story.book_id}.pdf"), \
+        "book_pdf built the PDF in the local cache only; it must also store.write_bytes() it"
+
+
+# --- the S3 story sensor -----------------------------------------------------------------------
+
+def _upload(client, bucket, name, body: bytes, prefix="stories/"):
+    client.put_object(Bucket=bucket, Key=f"{prefix}{name}", Body=body)
+
+
+def _story_bytes(**changes) -> bytes:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(changes)
+    return yaml.safe_dump(data).encode()
+
+
+@pytest.fixture
+def sensor_env(s3, bucket, workspace, defs_for, instance):
+    from bookbug_assets.sensors_s3 import build_s3_story_sensor
+
+    defs = defs_for()
+    sensor = build_s3_story_sensor(bucket, "stories/")
+
+    def tick(cursor=None):
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
+                                          resources={"storage": defs.resources["storage"], "s3": s3})
+        return sensor(context)
+
+    return tick, s3.get_client()
+
+
+def _story_ids(result):
+    out = []
+    for request in result.run_requests:
+        keys = {(apk.asset_key.to_user_string(), apk.partition_key)
+                for apk in request.asset_graph_subset.iterate_asset_partitions()}
+        out.append({p for a, p in keys if a == "story"})
+    return out
+
+
+def test_s3_sensor_new_unchanged_changed_and_malformed(sensor_env, bucket, instance):
+    tick, client = sensor_env
+    _upload(client, bucket, "pip.yaml", EXAMPLE.read_bytes())
+    first = tick()
+    assert _story_ids(first) == [{"pip-and-the-lantern"}]
+    request = first.run_requests[0]
+    assert request.tags["bookbug/story_key"] == "stories/pip.yaml"
+    pages = {apk.partition_key for apk in request.asset_graph_subset.iterate_asset_partitions()
+             if apk.asset_key.to_user_string() == "book_pages"}
+    assert len(pages) == 12
+    adds = {r.partitions_def_name: sorted(r.partition_keys) for r in first.dynamic_partitions_requests}
+    assert adds["books"] == ["pip-and-the-lantern"] and len(adds["page_slots"]) == 12
+
+    for add in first.dynamic_partitions_requests:  # what the daemon does with the tick's result
+        instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+
+    unchanged = tick(first.cursor)
+    assert not unchanged.run_requests and unchanged.skip_reason
+    # Re-uploading identical bytes (same ETag) is not a change either.
+    _upload(client, bucket, "pip.yaml", EXAMPLE.read_bytes())
+    assert not tick(first.cursor).run_requests
+
+    _upload(client, bucket, "pip.yaml", _story_bytes(title="Pip and the Lantern, revised"))
+    _upload(client, bucket, "bad.json", b'{"book_id": "x", ')
+    _upload(client, bucket, "notes.txt", b"hello")
+    _upload(client, bucket, "nested/deep.yaml", EXAMPLE.read_bytes())  # not a direct upload: ignored
+    changed = tick(first.cursor)
+    assert _story_ids(changed) == [{"pip-and-the-lantern"}]
+    assert changed.run_requests[0].tags["bookbug/reason"] == "story changed"
+    reasons = {o["Key"]: json.loads(client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+               for o in client.list_objects_v2(Bucket=bucket, Prefix="stories/rejected/")["Contents"]}
+    assert set(reasons) == {"stories/rejected/bad.json.reason.json", "stories/rejected/notes.txt.reason.json"}
+    assert "invalid JSON" in reasons["stories/rejected/bad.json.reason.json"]["reason"]
+    assert "unsupported extension" in reasons["stories/rejected/notes.txt.reason.json"]["reason"]
+    assert client.head_object(Bucket=bucket, Key="stories/bad.json"), "a rejected upload is never deleted"
+    # Reason objects are not uploads, and rejections are not re-reported.
+    later = tick(changed.cursor)
+    assert not later.run_requests and later.skip_reason
+
+
+def test_s3_sensor_rejects_oversized_and_claimed_ids_without_downloading(sensor_env, bucket):
+    tick, client = sensor_env
+    _upload(client, bucket, "a.yaml", EXAMPLE.read_bytes())
+    _upload(client, bucket, "b.yaml", EXAMPLE.read_bytes())
+    _upload(client, bucket, "huge.json", b" " * 1_200_000)
+    _upload(client, bucket, "escape.json", json.dumps({**yaml.safe_load(EXAMPLE.read_text()),
+                                                        "book_id": "../../etc"}).encode())
+    result = tick()
+    assert _story_ids(result) == [{"pip-and-the-lantern"}]
+    rejected = {o["Key"].rsplit("/", 1)[1]: json.loads(client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+                for o in client.list_objects_v2(Bucket=bucket, Prefix="stories/rejected/")["Contents"]}
+    assert "already used by a.yaml" in rejected["b.yaml.reason.json"]["reason"]
+    assert "must be under" in rejected["huge.json.reason.json"]["reason"]
+    assert "book_id" in rejected["escape.json.reason.json"]["reason"]
+    # Fixing a rejected upload (new ETag) is picked up on the next tick.
+    fixed = {**yaml.safe_load(EXAMPLE.read_text()), "book_id": "escape-fixed"}
+    _upload(client, bucket, "escape.json", json.dumps(fixed).encode())
+    assert _story_ids(tick(result.cursor)) == [{"escape-fixed"}]
+
+
+def test_s3_sensor_catches_an_upload_in_the_same_second_as_the_mark(sensor_env, bucket):
+    # S3 stamps LastModified to the second and get_objects keeps only strictly newer objects: an
+    # upload landing in the same second as the cursor's mark must still be seen.
+    tick, client = sensor_env
+    _upload(client, bucket, "one.yaml", _story_bytes(book_id="one"))
+    first = tick()
+    _upload(client, bucket, "two.yaml", _story_bytes(book_id="two"))
+    stamp = client.head_object(Bucket=bucket, Key="stories/two.yaml")["LastModified"]
+    cursor = json.loads(first.cursor)
+    cursor["since"] = stamp.isoformat()  # the mark another object of that second would have set
+    assert _story_ids(tick(json.dumps(cursor))) == [{"two"}]
+
+
+def test_fetch_story_from_s3(s3, bucket, workspace):
+    from bookbug_assets.sensors_s3 import fetch_story_from_s3
+
+    client = s3.get_client()
+    _upload(client, bucket, "pip.yaml", EXAMPLE.read_bytes())
+    _upload(client, bucket, "other.yaml", _story_bytes(book_id="other"))
+    _upload(client, bucket, "bad.json", b"{")
+    key, sha, story = fetch_story_from_s3(client, bucket, "stories", "other", {"soft-meadow"})
+    assert key == "stories/other.yaml" and story.book_id == "other" and len(sha) == 64
+    key, _, story = fetch_story_from_s3(client, bucket, "stories/", "pip-and-the-lantern", {"soft-meadow"},
+                                        key_hint="stories/pip.yaml")
+    assert key == "stories/pip.yaml" and len(story.pages) == 12
+    with pytest.raises(dg.Failure, match="no valid story"):
+        fetch_story_from_s3(client, bucket, "stories/", "missing-book", {"soft-meadow"})
