@@ -11,7 +11,7 @@ like the reference anchors) with stock diffusers eager (default SDPA choice) nex
 full `LocalDiffusersProvider` submit/wait (text encoders, VAE decode, PNG). Training: seconds per LoRA r16 step
 through the trainer's own `training_step` (bf16 autocast, fp32 adapter, AdamW, cuDNN attention excluded,
 forward *and* backward; compiled like the trainer on CUDA), at 512 and 1024, with and without gradient
-checkpointing; peak memory for each. Figures measured on an H200 are in benchmarks/RESULTS_gpu.md.
+checkpointing; peak memory for each. Figures measured on an H200 are in benchmarks/RESULTS.md.
 Results print as lines and go to --json as they come, so a run cut short still reports what it measured.
 """
 

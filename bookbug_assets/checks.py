@@ -50,7 +50,7 @@ _DEFAULTS = Thresholds()  # the quality package's calibration is the single sour
 
 class QualityThresholds(dg.Config):
     """quality.Thresholds as run config; defaults calibrated there and checked here against preview
-    renders (must pass) and planted bad images (must fail). See docs/quality.md."""
+    renders (must pass) and planted bad images (must fail). See README, "Quality gates"."""
 
     min_blur: float = Field(_DEFAULTS.min_blur, description="Laplacian variance at 512 px; below = blurred.")
     max_grid: float = Field(_DEFAULTS.max_grid, description="Spectral peak at 8/16/32-px periods; above = grid.")
