@@ -28,17 +28,16 @@ import hashlib
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
-    BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator,
+    BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator,
 )
 
 from bookbug_assets.assets._shared import book_key, derived_seed
 from bookbug_assets.checks import verdict_key
+from bookbug_assets.input_files import InputFileError, read_mapping, validate
 from bookbug_assets.providers.base import ImageRequest
 from bookbug_assets.storage import ArtifactStore
 from bookbug_assets.stories.models import Slug, Story, page_key
-from bookbug_assets.stories.parsing import _field_path
 
 MAX_REVIEW_BYTES = 256_000
 MAX_NOTES_IN_PROMPT = 3  # the latest few; an ever-growing prompt would drown the scene
@@ -46,13 +45,8 @@ BOOK_TARGETS = ("sprite_sheet", "hero_page")
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=400)]
 
 
-class ReviewError(ValueError):
+class ReviewError(InputFileError):
     """A review file that cannot be applied. `problems` is a list of (field, message)."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(f"{f}: {m}" if f else m for f, m in problems))
 
 
 class Decision(BaseModel):
@@ -135,23 +129,8 @@ def load_state(store: ArtifactStore, book_id: str) -> ReviewState:
 
 def parse_review(data: bytes, source: str, story: Story | None) -> ReviewFile:
     """Validate a review file; `story` (when known) bounds the page numbers."""
-    if len(data) > MAX_REVIEW_BYTES:
-        raise ReviewError(source, [("", f"file is {len(data):,} bytes; a review must be under {MAX_REVIEW_BYTES:,}")])
-    try:
-        raw = yaml.safe_load(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ReviewError(source, [("", f"not UTF-8 text (byte {exc.start})")]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ReviewError(source, [("", f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}")]) from None
-    if not isinstance(raw, dict):
-        raise ReviewError(source, [("", f"top level must be a mapping, got {type(raw).__name__}")])
-    try:
-        review = ReviewFile.model_validate(raw)
-    except ValidationError as exc:
-        raise ReviewError(source, [(_field_path(e["loc"]) or "review", e["msg"].removeprefix("Value error, "))
-                                   for e in exc.errors(include_url=False)]) from None
+    raw = read_mapping(data, source, ReviewError, MAX_REVIEW_BYTES, "review")
+    review = validate(ReviewFile, raw, source, ReviewError, root="review")
     stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     if review.book_id != stem:
         raise ReviewError(source, [("book_id", f"{review.book_id!r} does not match the file name {stem!r}")])

@@ -27,11 +27,29 @@ BOOK_ASSETS = ("story", "sprite_sheet", "hero_page", "book_pdf")
 REJECTED_DIR = "rejected"
 
 
-def _file_fingerprint(path: Path) -> str:
-    size = path.stat().st_size
-    if size > MAX_STORY_BYTES:  # never read a huge upload just to hash it
-        return f"size:{size}:mtime:{path.stat().st_mtime_ns}"
+def file_fingerprint(path: Path, max_bytes: int) -> str:
+    stat = path.stat()
+    if stat.st_size > max_bytes:  # never read a huge upload just to hash it
+        return f"size:{stat.st_size}:mtime:{stat.st_mtime_ns}"
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def changed_files(folder: Path, seen: dict[str, str], max_bytes: int, log) -> tuple[list[Path], dict[str, str]]:
+    """Files of a drop folder that are new or changed since the cursor's `seen`, and the new cursor state."""
+    changed: list[Path] = []
+    state: dict[str, str] = {}
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) \
+        if folder.is_dir() else []
+    for path in files:
+        try:
+            fingerprint = file_fingerprint(path, max_bytes)
+        except OSError as exc:
+            log.warning(f"cannot read {path}: {exc}")
+            continue
+        state[path.name] = fingerprint
+        if seen.get(path.name) != fingerprint:
+            changed.append(path)
+    return changed, state
 
 
 def _safe_name(name: str) -> str:
@@ -65,24 +83,15 @@ def book_run_request(asset_graph, story: Story, reason: str) -> dg.RunRequest:
                                                 tags={"bookbug/book": story.book_id, "bookbug/reason": reason})
 
 
-def scan_story_folder(stories_dir: Path, styles_dir: Path, seen: dict[str, str], log) -> tuple[list[Story], list[tuple[str, str]], dict[str, str]]:
+def scan_story_folder(stories_dir: Path, styles_dir: Path, seen: dict[str, str],
+                      log) -> tuple[list[Story], list[tuple[str, str]], dict[str, str]]:
     """(new or changed stories, rejections (name, reason), new cursor state). Never raises per file."""
     known_styles = set(style_names(styles_dir))
     stories: list[Story] = []
     rejected: list[tuple[str, str]] = []
-    state: dict[str, str] = {}
     claimed: dict[str, str] = {}
-    files = sorted(p for p in stories_dir.iterdir() if p.is_file() and not p.name.startswith(".")) \
-        if stories_dir.is_dir() else []
-    for path in files:
-        try:
-            fingerprint = _file_fingerprint(path)
-        except OSError as exc:
-            log.warning(f"story sensor: cannot read {path.name}: {exc}")
-            continue
-        state[path.name] = fingerprint
-        if seen.get(path.name) == fingerprint:
-            continue
+    changed, state = changed_files(stories_dir, seen, MAX_STORY_BYTES, log)
+    for path in changed:
         try:
             if path.suffix.lower() not in STORY_SUFFIXES:
                 raise StoryError(path.name, [("", f"unsupported extension {path.suffix!r}; use .json or .yaml")])

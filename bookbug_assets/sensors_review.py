@@ -29,7 +29,7 @@ from bookbug_assets.review import (
     BOOK_TARGETS, MAX_REVIEW_BYTES, ReviewError, file_sha256, fold_review, load_state, overrides_gate, parse_review,
     state_key,
 )
-from bookbug_assets.sensors import write_rejection
+from bookbug_assets.sensors import changed_files, write_rejection
 from bookbug_assets.stories.models import Story, is_slug
 from bookbug_assets.storage import ArtifactStore
 
@@ -101,19 +101,9 @@ def apply_review_file(path: Path, store: ArtifactStore) -> tuple[Story, list[str
 
 def scan_reviews(folder: Path, store: ArtifactStore, seen: dict[str, str], log):
     """(changes [(story, rejected, approved)], rejections [(name, reason)], new cursor state)."""
-    changes, failures, state = [], [], {}
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) \
-        if folder.is_dir() else []
-    for path in files:
-        try:
-            size = path.stat().st_size
-            fingerprint = f"size:{size}" if size > MAX_REVIEW_BYTES else file_sha256(path.read_bytes())
-        except OSError as exc:
-            log.warning(f"review sensor: cannot read {path.name}: {exc}")
-            continue
-        state[path.name] = fingerprint
-        if seen.get(path.name) == fingerprint:
-            continue
+    changes, failures = [], []
+    changed, state = changed_files(folder, seen, MAX_REVIEW_BYTES, log)
+    for path in changed:
         try:
             if path.suffix.lower() not in REVIEW_SUFFIXES:
                 raise ReviewError(path.name, [("", f"unsupported extension {path.suffix!r}; use .yaml")])
