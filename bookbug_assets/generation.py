@@ -190,15 +190,18 @@ def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: Generati
             try:
                 job_id = provider.submit(request, refs)
             except ProviderError as exc:
-                if not exc.transient or attempt >= ctx.retry.max_attempts:
-                    if reserved:
-                        ctx.budget.release(price)
-                    ctx.ledger.append(_row(ctx, request, "failed", partition, attempt=attempt, error=str(exc)))
-                    raise
-                wait_s = ctx.retry.delay(attempt, exc.retry_after_s, rng)
-                ctx.logger.info(f"{provider.name} busy ({exc.status or 'error'}); retrying create in {wait_s:.1f}s")
-                ctx.sleep(wait_s)
-                continue
+                job_id = _find_lost_job(provider, request, exc, ctx)
+                if job_id is None:
+                    if not exc.transient or attempt >= ctx.retry.max_attempts:
+                        if reserved:
+                            ctx.budget.release(price)
+                        ctx.ledger.append(_row(ctx, request, "failed", partition, attempt=attempt, error=str(exc)))
+                        raise
+                    wait_s = ctx.retry.delay(attempt, exc.retry_after_s, rng)
+                    ctx.logger.info(f"{provider.name} busy ({exc.status or 'error'}); retrying create in "
+                                    f"{wait_s:.1f}s")
+                    ctx.sleep(wait_s)
+                    continue
             try:
                 ctx.store.write_json(journal_path(key), {
                     "job_id": job_id, "provider": provider.name, "model": request.model,
@@ -255,6 +258,20 @@ def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: Generati
     ctx.ledger.append(_row(ctx, request, "ok", partition, job_id=job_id, image_sha256=sha, version=output.version,
                            cost_usd=price, latency_s=round(latency, 3), attempt=attempt))
     return record
+
+
+def _find_lost_job(provider: ImageProvider, request: ImageRequest, exc: ProviderError,
+                   ctx: GenerationContext) -> str | None:
+    """A create with no HTTP answer (connection dropped) may still have started a job: look for it."""
+    if not exc.transient or exc.status is not None:
+        return None
+    try:
+        found = provider.find_job(request)
+    except ProviderError:
+        return None
+    if found is not None:
+        ctx.logger.warning(f"{provider.name}: the create lost its reply but started job {found}; resuming it")
+    return found
 
 
 def _resume_journal(ctx: GenerationContext, request: ImageRequest, key: str) -> str | None:

@@ -162,6 +162,14 @@ class ImageProvider(ABC):
     def cancel(self, job_id: str) -> None:  # noqa: B027 - optional for synchronous providers
         """Cancel a remote job; best effort."""
 
+    def find_job(self, request: ImageRequest) -> str | None:
+        """After a create whose answer was lost (the connection dropped): the job it started, if any.
+
+        Providers whose API can list recent jobs override this, so a retry resumes that job
+        instead of paying for a second one; None means "cannot tell".
+        """
+        return None
+
     def models(self) -> list[str]:
         return []
 

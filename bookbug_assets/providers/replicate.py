@@ -53,6 +53,7 @@ class ReplicateProvider(ImageProvider):
         if not api_token:
             raise ConfigurationError("replicate needs an API token (REPLICATE_API_TOKEN)")
         self.poll_interval_s = poll_interval_s
+        self._pending: dict[str, dict] = {}
         self._clean = Redactor(api_token)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -108,9 +109,24 @@ class ReplicateProvider(ImageProvider):
             create["version"] = self._version(target)
         else:
             create["model"] = target
+        # Kept until the create answers: if the reply is lost, find_job looks for this exact input.
+        self._pending[request.cache_key()] = inp
         prediction = self._call(lambda: self._client.predictions.create(**create), "create prediction")
+        self._pending.pop(request.cache_key(), None)
         log.debug("replicate prediction %s created for %s", prediction.id, request.model)
         return prediction.id
+
+    def find_job(self, request: ImageRequest) -> str | None:
+        """The newest prediction with exactly the input whose create lost its reply, if Replicate has one."""
+        inp = self._pending.get(request.cache_key())
+        if inp is None:
+            return None
+        page = self._call(lambda: self._client.predictions.list(), "list predictions")
+        for prediction in page.results:  # newest first
+            if prediction.input == inp and prediction.status not in ("canceled", "aborted"):
+                self._pending.pop(request.cache_key(), None)
+                return prediction.id
+        return None
 
     def wait(self, job_id: str, request: ImageRequest, deadline_s: float) -> JobOutput:
         end = time.monotonic() + deadline_s

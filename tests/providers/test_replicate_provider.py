@@ -292,3 +292,17 @@ def test_the_token_never_leaks(fake, provider, caplog):
     texts += [repr(e.__cause__) + repr(e.__context__) for e in errors if e.__cause__]
     assert all(TOKEN not in t for t in texts)
     assert all(e.__cause__ is None for e in errors)
+
+
+def test_lost_create_reply_resumes_the_job_it_started_instead_of_paying_twice(fake, provider, tmp_path):
+    from bookbug_assets.generation import GenerationContext, RetryPolicy, generate_image
+    from bookbug_assets.ledger import Ledger
+    from bookbug_assets.storage import LocalArtifactStore
+
+    store = LocalArtifactStore(tmp_path)
+    ctx = GenerationContext(store=store, ledger=Ledger(store), book_id="b", sleep=lambda s: None,
+                            retry=RetryPolicy(max_attempts=3, base_delay_s=0.01))
+    fake.crash_after_create = 1
+    record = generate_image(request("google/nano-banana-pro"), provider, ctx)
+    assert len(fake.created_predictions) == 1, "a second paid prediction was created"
+    assert record.job_id == fake.created_predictions[0]["id"]
