@@ -56,6 +56,7 @@ def build_definitions(data_root: str | None = None, stories_dir: str | None = No
         fal_base_url=os.environ.get("BOOKBUG_FAL_BASE_URL"),
         max_concurrency=int(os.environ.get("BOOKBUG_MAX_CONCURRENCY", "12")),
         poll_interval_s=float(os.environ.get("BOOKBUG_POLL_INTERVAL_S", "1.0")),
+        max_attempts=int(os.environ.get("BOOKBUG_MAX_ATTEMPTS", "5")),
     )
     return dg.Definitions(
         assets=[*build_style_assets(Path(storage.styles_dir)), story, sprite_sheet, hero_page, book_pages, book_pdf,

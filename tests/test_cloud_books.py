@@ -83,3 +83,18 @@ def test_budget_stops_a_book(workspace, defs_for, instance, monkeypatch):
         spent = Ledger(defs.resources["storage"].store()).spent(story.book_id)
         assert spent <= 0.50 + 1e-9
         assert len(fake.created_predictions) == 3
+
+
+def test_a_429_storm_slows_the_book_but_pays_each_image_once(workspace, defs_for, instance, monkeypatch):
+    """Creates are refused with 429 a dozen times running; the book still finishes, each image paid once."""
+    with FakeReplicate(api_token=REPLICATE_TOKEN, output_mode="data", output_scale=1.0) as fake:
+        fake.retry_after_s = 0
+        fake.fail_next_creates = [429] * 12
+        monkeypatch.setattr("bookbug_assets.generation.RetryPolicy.delay", lambda self, a, r, rng: 0.01)
+        defs, story, results = _book(workspace, defs_for, instance, monkeypatch, {
+            "REPLICATE_API_TOKEN": REPLICATE_TOKEN, "BOOKBUG_PROVIDER": "replicate:black-forest-labs/flux-kontext-pro",
+            "BOOKBUG_REPLICATE_BASE_URL": fake.url, "BOOKBUG_MAX_ATTEMPTS": "15"})
+        assert all(r.success for r in results.values())
+        creates = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/predictions")]
+        assert len(creates) == 12 + 14
+        assert len(fake.created_predictions) == 14
