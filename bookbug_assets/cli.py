@@ -28,7 +28,8 @@ def _assets(defs: dg.Definitions, *names: str) -> list:
 
 def materialize_book(defs: dg.Definitions, instance: dg.DagsterInstance, story: Story,
                      echo=print, include_style: bool = True, raise_on_error: bool = True,
-                     thresholds: dict | None = None) -> dict[str, dg.ExecuteInProcessResult]:
+                     thresholds: dict | None = None,
+                     log_level: str = "INFO") -> dict[str, dg.ExecuteInProcessResult]:
     """The same runs the sensor's backfill makes, executed here, one after another.
 
     `thresholds` overrides the quality gates' QualityThresholds fields for this book (run config,
@@ -44,15 +45,18 @@ def materialize_book(defs: dg.Definitions, instance: dg.DagsterInstance, story: 
     steps: list[tuple[str, tuple[str, ...], dict]] = []
     if include_style:
         steps.append(("style", ("style_dataset", "style_lora"), {"partition_key": story.style}))
-    first, last = story.page_keys[0], story.page_keys[-1]
     gate = {"config": {"thresholds": thresholds}} if thresholds else None
+
+    def ops(*names: str) -> dict:
+        return {"ops": {name: gate for name in names}} if gate else {}
+
+    page_range = {f"dagster/asset_partition_range_{end}": str(dg.MultiPartitionKey({"book": story.book_id, "page": p}))
+                  for end, p in (("start", story.page_keys[0]), ("end", story.page_keys[-1]))}
     steps += [
-        ("references", ("story", "sprite_sheet", "hero_page"), {"partition_key": story.book_id, "run_config": {
-            "ops": {op: gate for op in ("sprite_sheet_sprite_sheet_quality", "hero_page_hero_page_quality")}}
-            if gate else None}),
-        ("pages", ("book_pages",), {"run_config": {"ops": {"book_pages": gate}} if gate else None, "tags": {
-            "dagster/asset_partition_range_start": str(dg.MultiPartitionKey({"book": story.book_id, "page": first})),
-            "dagster/asset_partition_range_end": str(dg.MultiPartitionKey({"book": story.book_id, "page": last}))}}),
+        ("references", ("story", "sprite_sheet", "hero_page"), {
+            "partition_key": story.book_id,
+            "run_config": ops("sprite_sheet_sprite_sheet_quality", "hero_page_hero_page_quality")}),
+        ("pages", ("book_pages",), {"run_config": ops("book_pages"), "tags": page_range}),
         ("pdf", ("book_pdf",), {"partition_key": story.book_id}),
         ("ledger", ("generation_ledger",), {}),
     ]
@@ -61,8 +65,11 @@ def materialize_book(defs: dg.Definitions, instance: dg.DagsterInstance, story: 
         started = time.monotonic()
         echo(f"[bookbug] {story.book_id}: {label} ({', '.join(names)}) ...")
         run_tags = {**tags, **kwargs.pop("tags", {})}
+        # INFO, not DEBUG, on the console: the page-by-page progress lines stay readable.
+        run_config = {**kwargs.pop("run_config", {}), "loggers": {"console": {"config": {"log_level": log_level}}}}
         results[label] = dg.materialize(_assets(defs, *names), instance=instance, resources=resources,
-                                        tags=run_tags, raise_on_error=raise_on_error, **kwargs)
+                                        tags=run_tags, raise_on_error=raise_on_error, run_config=run_config,
+                                        **kwargs)
         if not results[label].success:
             echo(f"[bookbug] {story.book_id}: {label} FAILED; see the run's log in the UI")
             break
