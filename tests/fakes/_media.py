@@ -54,9 +54,9 @@ def render_image(
         top, bottom = tuple(96 + b // 2 for b in digest[:3]), tuple(32 + b // 2 for b in digest[3:6])
         img = Image.new("RGB", size, top)
         draw = ImageDraw.Draw(img)
-        for y in range(0, h, 4):
+        for y in range(h):  # one row at a time: 4-px bands would read as a patch grid
             t = y / max(1, h - 1)
-            draw.rectangle((0, y, w, y + 4), fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
+            draw.line((0, y, w, y), fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom, strict=True)))
         for i in range(32):
             b = stream[i * 8:(i + 1) * 8]
             x0, y0 = b[0] * w // 256, b[1] * h // 256
