@@ -22,8 +22,11 @@ $(VENV)/.test: $(VENV)/.base
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml $(VENV)/.base
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
-	# Pools with their own limits (the rest get concurrency.pools.default_limit): one job per GPU.
+	# Pools with their own limits (the rest get concurrency.pools.default_limit): one job per GPU;
+	# two page steps per cloud provider, each fanning out up to BOOKBUG_MAX_CONCURRENCY jobs.
 	$(VENV)/bin/dagster instance concurrency set local_gpu 1 >/dev/null
+	$(VENV)/bin/dagster instance concurrency set replicate 2 >/dev/null
+	$(VENV)/bin/dagster instance concurrency set fal 2 >/dev/null
 
 venv: $(VENV)/.base
 

@@ -8,14 +8,15 @@ from pathlib import Path
 import dagster as dg
 
 from bookbug_assets.assets.book import book_pdf, story
-from bookbug_assets.assets.characters import hero_page, sprite_sheet
+from bookbug_assets.assets.characters import build_reference_assets
 from bookbug_assets.assets.experiments import provider_experiment
 from bookbug_assets.assets.ledger import generation_ledger
-from bookbug_assets.assets.pages import book_pages
+from bookbug_assets.assets.pages import build_book_pages
 from bookbug_assets.assets.reports import cost_report
 from bookbug_assets.assets.style import build_style_assets
 from bookbug_assets.checks import book_pdf_preflight, hero_page_quality, sprite_sheet_quality
 from bookbug_assets.golden import golden_books_job
+from bookbug_assets.providers.registry import pool_for
 from bookbug_assets.resources import BookbugStorage, ImageProviders
 from bookbug_assets.sensors import story_folder_sensor
 from bookbug_assets.sensors_review import review_sensor
@@ -58,9 +59,12 @@ def build_definitions(data_root: str | None = None, stories_dir: str | None = No
         poll_interval_s=float(os.environ.get("BOOKBUG_POLL_INTERVAL_S", "1.0")),
         max_attempts=int(os.environ.get("BOOKBUG_MAX_ATTEMPTS", "5")),
     )
+    # Generation steps run in their provider's pool (limits: dagster.yaml default, or
+    # `dagster instance concurrency set <pool> <n>`); a story's own provider override keeps this pool.
+    pool = pool_for(providers.resolve()[0])
     return dg.Definitions(
-        assets=[*build_style_assets(Path(storage.styles_dir)), story, sprite_sheet, hero_page, book_pages, book_pdf,
-                generation_ledger, cost_report, provider_experiment],
+        assets=[*build_style_assets(Path(storage.styles_dir)), story, *build_reference_assets(pool),
+                build_book_pages(pool), book_pdf, generation_ledger, cost_report, provider_experiment],
         asset_checks=[sprite_sheet_quality, hero_page_quality, book_pdf_preflight],
         sensors=sensors,
         jobs=[golden_books_job],

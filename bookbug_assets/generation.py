@@ -15,6 +15,7 @@ If the step is interrupted (run terminated) while waiting, the remote job is can
 
 from __future__ import annotations
 
+import io
 import logging
 import random
 import threading
@@ -22,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from PIL import Image
 from pydantic import BaseModel
 
 from bookbug_assets.ledger import BudgetGuard, Ledger, LedgerRow
@@ -62,9 +64,15 @@ class GenerationContext:
     sleep: callable = time.sleep
     _in_flight: dict[str, ImageProvider] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _terminating: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def terminating(self) -> bool:
+        return self._terminating.is_set()
 
     def cancel_in_flight(self) -> list[str]:
-        """Cancel every remote job this context is waiting on (the run is being terminated)."""
+        """The run is being terminated: cancel every remote job this context waits on, start no new one."""
+        self._terminating.set()
         with self._lock:
             jobs = list(self._in_flight.items())
             self._in_flight.clear()
@@ -103,6 +111,10 @@ class GenerationRecord(BaseModel):
 
 class GenerationFailed(RuntimeError):
     pass
+
+
+class RunStopping(GenerationFailed):
+    """The run is being terminated: no new paid job may start."""
 
 
 def cache_key_path(request_key: str) -> str:
@@ -184,6 +196,8 @@ def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: Generati
     while True:
         attempt += 1
         if job_id is None:
+            if ctx.terminating:
+                raise RunStopping(f"{request.label or request.kind}: the run is stopping; no new job started")
             if ctx.budget is not None and not reserved:
                 ctx.budget.reserve(price, request.label or request.kind)
                 reserved = True
@@ -219,32 +233,35 @@ def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: Generati
             ctx.ledger.append(_row(ctx, request, "refused", partition, job_id=job_id, cost_usd=price,
                                    attempt=attempt, error=exc.reason, latency_s=time.monotonic() - started))
             raise
-        except JobGone:
-            ctx.logger.warning(f"{provider.name} no longer knows job {job_id}; creating a new one")
-            ctx.store.delete(journal_path(key))
-            job_id = None
-            continue
         except ProviderError as exc:
-            # The job itself failed or timed out: its money is spent, a new job is a new charge.
+            # The job failed, timed out, was cancelled or its output expired (JobGone): it was created,
+            # so it may have been billed; the ledger and the budget count it, and a new job is a new charge.
             ctx.store.delete(journal_path(key))
-            ctx.ledger.append(_row(ctx, request, "timeout" if exc.transient else "failed", partition,
-                                   job_id=job_id, cost_usd=price if not exc.transient else 0.0,
+            status = "lost" if isinstance(exc, JobGone) else "timeout" if exc.transient else "failed"
+            ctx.ledger.append(_row(ctx, request, status, partition, job_id=job_id, cost_usd=price,
                                    attempt=attempt, error=str(exc), latency_s=time.monotonic() - started))
-            if not exc.transient or attempt >= ctx.retry.max_attempts:
+            retryable = exc.transient or isinstance(exc, JobGone)
+            if ctx.terminating or not retryable or attempt >= ctx.retry.max_attempts:
                 raise
+            ctx.logger.warning(f"{provider.name} job {job_id} ended without an image ({exc}); creating a new one")
             job_id, reserved = None, False
             ctx.sleep(ctx.retry.delay(attempt, exc.retry_after_s, rng))
             continue
         except BaseException:
-            # Run terminated or step interrupted: do not leave a paid job running unattended.
-            ctx.cancel_in_flight()
+            # This page's own failure: stop its job (other pages' jobs are theirs to finish).
+            provider.cancel(job_id)
             raise
         finally:
             with ctx._lock:
                 ctx._in_flight.pop(job_id, None)
         break
 
-    sha, image_key = ctx.store.put_blob(output.image, ".png" if output.mime == "image/png" else ".jpg")
+    suffix = _image_suffix(output.image)
+    if suffix is None:  # an error page or a truncated download must never be cached as the picture
+        ctx.ledger.append(_row(ctx, request, "failed", partition, job_id=job_id, cost_usd=price, attempt=attempt,
+                               error="output is not a readable image"))
+        raise ProviderError(provider.name, f"job {job_id} returned {len(output.image)} bytes that are not an image")
+    sha, image_key = ctx.store.put_blob(output.image, suffix)
     latency = time.monotonic() - started
     record = GenerationRecord(
         request_key=key, image_key=image_key, image_sha256=sha, provider=request.provider, model=request.model,
@@ -258,6 +275,15 @@ def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: Generati
     ctx.ledger.append(_row(ctx, request, "ok", partition, job_id=job_id, image_sha256=sha, version=output.version,
                            cost_usd=price, latency_s=round(latency, 3), attempt=attempt))
     return record
+
+
+def _image_suffix(data: bytes) -> str | None:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+            return {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}.get(image.format, ".png")
+    except Exception:  # noqa: BLE001 - any decoder error means "not an image"
+        return None
 
 
 def _find_lost_job(provider: ImageProvider, request: ImageRequest, exc: ProviderError,

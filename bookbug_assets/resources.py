@@ -85,8 +85,8 @@ class ImageProviders(dg.ConfigurableResource):
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(max_attempts=self.max_attempts, deadline_s=self.job_deadline_s)
 
-    def choose(self, override: str | None = None) -> tuple[str, str]:
-        """(family, model) for a book: story override, then configured default, then auto."""
+    def resolve(self, override: str | None = None) -> tuple[str, str]:
+        """(family, model) for a book: story override, then configured default, then auto. Silent."""
         spec = override or self.default
         if spec and spec != "auto":
             return parse_provider_spec(spec)
@@ -94,11 +94,16 @@ class ImageProviders(dg.ConfigurableResource):
             return "replicate", DEFAULT_MODELS["replicate"]
         if self.fal_key:
             return "fal", DEFAULT_MODELS["fal"]
-        if not self._announced:
+        return "preview", DEFAULT_MODELS["preview"]
+
+    def choose(self, override: str | None = None) -> tuple[str, str]:
+        """resolve(), saying once per run when the offline preview stands in for a real model."""
+        family, model = self.resolve(override)
+        if family == "preview" and not override and self.default == "auto" and not self._announced:
             self._announced = True
             log.warning("No REPLICATE_API_TOKEN or FAL_KEY and no BOOKBUG_PROVIDER set: rendering with the "
                         "offline preview provider; every image and PDF will say PREVIEW.")
-        return "preview", DEFAULT_MODELS["preview"]
+        return family, model
 
     def provider(self, family: str, store: ArtifactStore | None = None) -> ImageProvider:
         """One provider object per family per run, so a local pipeline loads once.

@@ -161,3 +161,50 @@ def test_concurrent_pages_share_one_budget(ctx):
     [t.join() for t in threads]
     assert len(provider.submitted) == 5 and len(errors) == 7
     assert ctx.ledger.spent("b") <= 0.20 + 1e-9
+
+
+def test_lost_jobs_are_counted_bounded_and_charged(ctx):
+    from bookbug_assets.providers.base import JobGone
+
+    ctx.budget = BudgetGuard("b", 1.00, ctx.ledger)
+    gone = [JobGone("scripted", "output expired (410)") for _ in range(10)]
+    provider = ScriptedProvider(price=0.04, wait_errors=gone)
+    with pytest.raises(JobGone):
+        generate_image(request(), provider, ctx)
+    assert len(provider.submitted) == ctx.retry.max_attempts
+    lost = [r for r in ctx.ledger.rows("b") if r.status == "lost"]
+    assert len(lost) == 4 and ctx.ledger.spent("b") == pytest.approx(0.16)
+
+
+def test_one_page_failing_cancels_only_its_own_job(ctx):
+    class Broken(ScriptedProvider):
+        def wait(self, job_id, req, deadline_s):
+            if req.seed == 1:
+                raise ValueError("a bug while waiting")
+            return super().wait(job_id, req, deadline_s)
+
+    provider = Broken()
+    ctx._in_flight["job-of-another-page"] = provider
+    with pytest.raises(ValueError):
+        generate_image(request(seed=1), provider, ctx)
+    assert provider.cancelled == ["job-1"] and not ctx.terminating
+
+
+def test_a_terminating_run_starts_no_new_job(ctx):
+    from bookbug_assets.generation import RunStopping
+
+    provider = ScriptedProvider()
+    ctx.cancel_in_flight()
+    with pytest.raises(RunStopping):
+        generate_image(request(), provider, ctx)
+    assert provider.submitted == []
+
+
+def test_output_that_is_not_an_image_is_never_cached(ctx):
+    class HtmlError(ScriptedProvider):
+        def wait(self, job_id, req, deadline_s):
+            return JobOutput(image=b"<html>502 Bad Gateway</html>")
+
+    with pytest.raises(ProviderError, match="not an image"):
+        generate_image(request(), HtmlError(), ctx)
+    assert not ctx.store.list("cache") and not ctx.store.list("blobs")

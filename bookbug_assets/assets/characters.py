@@ -38,32 +38,37 @@ def _render(context, storage, image_providers, *, name: str, prompt_for, referen
                                           "prompt": record.prompt})
 
 
-@dg.asset(partitions_def=books_partitions, group_name="book", code_version="1", deps=["story", STYLE_DEP],
-          kinds={"python"},
-          description="Character reference sheet: every character in several poses, in the book's style. "
-                      "Pages and the hero image are drawn against it.")
-def sprite_sheet(context: dg.AssetExecutionContext, storage: BookbugStorage,
-                 image_providers: ImageProviders) -> dg.MaterializeResult:
-    def prompt(story, profile):
-        return (f"{style_prefix(profile)} character reference sheet for the children's picture book "
-                f"'{story.title}': each character shown full body three times (front, three-quarter, back) on a "
-                f"plain light background, consistent proportions and colours. {character_lines(story)} {NO_TEXT}")
+def build_reference_assets(pool: str | None = None) -> list[dg.AssetsDefinition]:
+    """sprite_sheet and hero_page; `pool` is the provider's concurrency pool (definitions.py picks it)."""
 
-    return _render(context, storage, image_providers, name="sprite_sheet", prompt_for=prompt,
-                   references_for=lambda store, book: (), label="sprite sheet")
+    @dg.asset(partitions_def=books_partitions, group_name="book", code_version="1", deps=["story", STYLE_DEP],
+              kinds={"python"}, pool=pool,
+              description="Character reference sheet: every character in several poses, in the book's style. "
+                          "Pages and the hero image are drawn against it.")
+    def sprite_sheet(context: dg.AssetExecutionContext, storage: BookbugStorage,
+                     image_providers: ImageProviders) -> dg.MaterializeResult:
+        def prompt(story, profile):
+            return (f"{style_prefix(profile)} character reference sheet for the children's picture book "
+                    f"'{story.title}': each character shown full body three times (front, three-quarter, back) on a "
+                    f"plain light background, consistent proportions and colours. {character_lines(story)} {NO_TEXT}")
+
+        return _render(context, storage, image_providers, name="sprite_sheet", prompt_for=prompt,
+                       references_for=lambda store, book: (), label="sprite sheet")
 
 
-@dg.asset(partitions_def=books_partitions, group_name="book", code_version="1", deps=[sprite_sheet, STYLE_DEP],
-          kinds={"python"},
-          description="The cover / hero illustration, drawn against the sprite sheet; fixes the book's look.")
-def hero_page(context: dg.AssetExecutionContext, storage: BookbugStorage,
-              image_providers: ImageProviders) -> dg.MaterializeResult:
-    def prompt(story, profile):
-        return (f"{style_prefix(profile)} cover illustration for the children's picture book '{story.title}'. "
-                f"{story.pages[0].scene} The characters look exactly as in the reference sheet. "
-                f"{character_lines(story)} Leave calm space at the top for the title. {NO_TEXT}")
+    @dg.asset(partitions_def=books_partitions, group_name="book", code_version="1", deps=[sprite_sheet, STYLE_DEP],
+              kinds={"python"}, pool=pool,
+              description="The cover / hero illustration, drawn against the sprite sheet; fixes the book's look.")
+    def hero_page(context: dg.AssetExecutionContext, storage: BookbugStorage,
+                  image_providers: ImageProviders) -> dg.MaterializeResult:
+        def prompt(story, profile):
+            return (f"{style_prefix(profile)} cover illustration for the children's picture book '{story.title}'. "
+                    f"{story.pages[0].scene} The characters look exactly as in the reference sheet. "
+                    f"{character_lines(story)} Leave calm space at the top for the title. {NO_TEXT}")
 
-    return _render(context, storage, image_providers, name="hero_page", prompt_for=prompt,
-                   references_for=lambda store, book: (reference(load_record(store, book, "sprite_sheet"),
-                                                                 "sprite_sheet"),),
-                   label="cover")
+        return _render(context, storage, image_providers, name="hero_page", prompt_for=prompt,
+                       references_for=lambda store, book: (reference(load_record(store, book, "sprite_sheet"),
+                                                                     "sprite_sheet"),),
+                       label="cover")
+
+    return [sprite_sheet, hero_page]

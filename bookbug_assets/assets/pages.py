@@ -215,16 +215,21 @@ def attempts_markdown(verdict: QualityVerdict) -> str:
     return "\n".join(rows)
 
 
-@dg.asset(partitions_def=book_pages_partitions, group_name="book", code_version="2",
-          deps=["sprite_sheet", "hero_page", STYLE_DEP], kinds={"python"},
-          backfill_policy=dg.BackfillPolicy.single_run(), output_required=False, check_specs=[page_check_spec],
-          description="Every page's illustration, one partition per book x page, drawn against the book's "
-                      "sprite sheet and hero page. A book's pages render concurrently in one step; a page that "
-                      "fails its quality gate is redrawn with a new seed up to max_attempts within the budget.")
-def book_pages(context: dg.AssetExecutionContext, config: BookPagesConfig, storage: BookbugStorage,
-               image_providers: ImageProviders):
-    keys = [split_page_key(k) for k in context.partition_keys]
-    yield from render_book_pages(context, storage, image_providers, keys, config)
-    if page_check_spec.key in context.selected_asset_check_keys:
-        # The check's output must be produced once per step; its per-page results went out as evaluations.
-        yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(page_check_spec.key))
+def build_book_pages(pool: str | None = None) -> dg.AssetsDefinition:
+    """book_pages; `pool` is the provider's concurrency pool (definitions.py picks it)."""
+
+    @dg.asset(partitions_def=book_pages_partitions, group_name="book", code_version="2",
+              deps=["sprite_sheet", "hero_page", STYLE_DEP], kinds={"python"}, pool=pool,
+              backfill_policy=dg.BackfillPolicy.single_run(), output_required=False, check_specs=[page_check_spec],
+              description="Every page's illustration, one partition per book x page, drawn against the book's "
+                          "sprite sheet and hero page. A book's pages render concurrently in one step; a page that "
+                          "fails its quality gate is redrawn with a new seed up to max_attempts within the budget.")
+    def book_pages(context: dg.AssetExecutionContext, config: BookPagesConfig, storage: BookbugStorage,
+                   image_providers: ImageProviders):
+        keys = [split_page_key(k) for k in context.partition_keys]
+        yield from render_book_pages(context, storage, image_providers, keys, config)
+        if page_check_spec.key in context.selected_asset_check_keys:
+            # The check's output must be produced once per step; its per-page results went out as evaluations.
+            yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(page_check_spec.key))
+
+    return book_pages

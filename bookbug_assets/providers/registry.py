@@ -39,3 +39,8 @@ def provider_class(family: str) -> type[ImageProvider]:
         hint = " (install the [local] extra: pip install -e '.[local]')" if family == "local" else ""
         raise ConfigurationError(f"provider family {family!r} is unavailable: {exc}{hint}") from exc
     return getattr(module, attr)
+
+
+def pool_for(family: str) -> str:
+    """The Dagster concurrency pool a family's generation steps run in; the local GPU takes one job."""
+    return "local_gpu" if family == "local" else family
