@@ -9,6 +9,7 @@ about an hour.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import logging
@@ -20,7 +21,6 @@ from typing import Any, Callable
 import httpx
 import replicate
 from replicate.exceptions import ReplicateError
-from replicate.helpers import FileOutput
 from replicate.resource import pydantic as _client_pydantic
 
 from bookbug_assets.providers.base import (
@@ -58,6 +58,7 @@ class ReplicateProvider(ImageProvider):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._versions: dict[str, str] = {}
+        self._timeout_s = timeout_s
         self._uploads: dict[str, str] = {}  # sha256 -> files API url, so a sprite sheet is sent once
         # base_url=None lets the client read REPLICATE_BASE_URL itself, as it always has.
         self._client = replicate.Client(
@@ -274,8 +275,14 @@ class ReplicateProvider(ImageProvider):
                          seed=seed if isinstance(seed, int) else None, extra=extra)
 
     def _download(self, url: str, job_id: str) -> bytes:
+        if url.startswith("data:"):
+            return base64.b64decode(url.partition(",")[2])
         try:
-            return FileOutput(url, self._client).read()
+            # A plain client: the API client would send the token to whatever host the output names.
+            with httpx.Client(follow_redirects=True, timeout=self._timeout_s) as plain:
+                response = plain.get(url)
+                response.raise_for_status()
+                return response.content
         except httpx.HTTPStatusError as exc:
             status = exc.response.status_code
             if status in (403, 404, 410):

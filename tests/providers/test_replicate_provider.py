@@ -306,3 +306,10 @@ def test_lost_create_reply_resumes_the_job_it_started_instead_of_paying_twice(fa
     record = generate_image(request("google/nano-banana-pro"), provider, ctx)
     assert len(fake.created_predictions) == 1, "a second paid prediction was created"
     assert record.job_id == fake.created_predictions[0]["id"]
+
+
+def test_outputs_are_downloaded_without_the_token(fake, provider):
+    fake.output_mode = "url"
+    run(provider, request("black-forest-labs/flux-kontext-pro"))
+    downloads = [r for r in fake.requests if r.path.startswith("/delivery/")]
+    assert downloads and all("authorization" not in {k.lower() for k in r.headers} for r in downloads)
