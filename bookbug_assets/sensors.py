@@ -56,15 +56,32 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:120] or "unnamed"
 
 
-def write_rejection(stories_dir: Path, name: str, reason: str) -> Path:
-    """A reason file beside the drop folder; the upload itself is left where it is."""
-    out_dir = stories_dir / REJECTED_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{_safe_name(name)}.reason.txt"
+def write_rejection(stories_dir: Path, name: str, reason: str, log=None) -> Path | None:
+    """A reason file beside the drop folder; the upload itself is left where it is.
+
+    Never raises: a folder we cannot write to is logged, and the rejection still shows in the tick's log.
+    """
+    path = stories_dir / REJECTED_DIR / f"{_safe_name(name)}.reason.txt"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(reason + "\n")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(reason + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        if log is not None:
+            log.error(f"cannot write the reason file for {name} into {path.parent}: {exc}")
+        return None
     return path
+
+
+def read_cursor_files(cursor: str | None, log) -> dict[str, str]:
+    """The {file name: fingerprint} a folder sensor's cursor holds; a damaged cursor starts afresh."""
+    try:
+        files = json.loads(cursor)["files"] if cursor else {}
+        return {str(k): str(v) for k, v in files.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning(f"ignoring an unreadable sensor cursor ({type(exc).__name__}); every file is looked at again")
+        return {}
 
 
 def book_subset(asset_graph, story: Story, include_ledger: bool = True) -> AssetGraphSubset:
@@ -117,13 +134,13 @@ BOOK_SELECTION = dg.AssetSelection.assets(*BOOK_ASSETS, "book_pages", "generatio
            description="Watches the stories folder: a new or changed story adds its book partition and page slots "
                        "and backfills exactly that book; a malformed one gets a reason file in rejected/.")
 def story_folder_sensor(context: dg.SensorEvaluationContext, storage: BookbugStorage) -> dg.SensorResult:
-    seen = json.loads(context.cursor)["files"] if context.cursor else {}
+    seen = read_cursor_files(context.cursor, context.log)
     existing_books = set(context.instance.get_dynamic_partitions(books_partitions.name))
     existing_slots = set(context.instance.get_dynamic_partitions(page_slots_partitions.name))
     stories, rejected, state = scan_story_folder(storage.stories_path, storage.styles_path, seen, context.log)
     for name, reason in rejected:
-        where = write_rejection(storage.stories_path, name, reason)
-        context.log.warning(f"rejected story {reason} (reason written to {where.name})")
+        where = write_rejection(storage.stories_path, name, reason, context.log)
+        context.log.warning(f"rejected story {reason}" + (f" (reason written to {where.name})" if where else ""))
     new_books = sorted({s.book_id for s in stories} - existing_books)
     new_slots = sorted({k for s in stories for k in s.page_keys} - existing_slots)
     asset_graph = context.repository_def.asset_graph

@@ -29,7 +29,7 @@ from bookbug_assets.review import (
     BOOK_TARGETS, MAX_REVIEW_BYTES, ReviewError, file_sha256, fold_review, load_state, overrides_gate, parse_review,
     state_key,
 )
-from bookbug_assets.sensors import changed_files, write_rejection
+from bookbug_assets.sensors import changed_files, read_cursor_files, write_rejection
 from bookbug_assets.stories.models import Story, is_slug
 from bookbug_assets.storage import ArtifactStore
 
@@ -73,8 +73,10 @@ def regeneration_request(asset_graph, story: Story, targets: list[str]) -> dg.Ru
         tags={"bookbug/book": story.book_id, "bookbug/reason": f"review of {what}"[:200]})
 
 
-def apply_review_file(path: Path, store: ArtifactStore) -> tuple[Story, list[str], list[str]]:
-    """Validate and fold one file into its book's state; returns (story, rejected, approved).
+def apply_review_file(path: Path, store: ArtifactStore) -> tuple[Story, list[str], list[str], list[str]]:
+    """Validate and fold one file into its book's state; returns (story, rejected, approved, overridden).
+
+    `overridden`: approvals of images their quality gate refused (the asset runs again to accept them).
 
     Raises ReviewError, leaving the stored state untouched, when the file cannot be applied.
     """
@@ -95,8 +97,10 @@ def apply_review_file(path: Path, store: ArtifactStore) -> tuple[Story, list[str
     if missing:
         raise ReviewError(path.name, [(t if t in BOOK_TARGETS else f"pages.{int(t[5:])}",
                                        "cannot approve an image that has not been rendered") for t in missing])
+    # Read before the state is written: if this raises, nothing changed and the file is rejected whole.
+    overridden = [t for t in approved if overrides_gate(store, stem, t)]
     store.write_json(state_key(stem), state.model_dump(mode="json"))  # one atomic write: all or nothing
-    return story, rejected, approved
+    return story, rejected, approved, overridden
 
 
 def scan_reviews(folder: Path, store: ArtifactStore, seen: dict[str, str], log):
@@ -121,19 +125,18 @@ def build_review_sensor(reviews_dir: str | None = None, name: str = "review_sens
                            "regenerated with a new seed and the reviewer's note, with its dependents and the PDF; "
                            "a malformed review gets a reason file in rejected/ and changes nothing.")
     def review_sensor(context: dg.SensorEvaluationContext, storage: BookbugStorage) -> dg.SensorResult:
-        seen = json.loads(context.cursor)["files"] if context.cursor else {}
+        seen = read_cursor_files(context.cursor, context.log)
         folder = reviews_dir_for(storage, reviews_dir)
         changes, failures, state = scan_reviews(folder, storage.store(), seen, context.log)
         for file_name, reason in failures:
-            where = write_rejection(folder, file_name, reason)
-            context.log.warning(f"rejected review {reason} (reason written to rejected/{where.name})")
+            where = write_rejection(folder, file_name, reason, context.log)
+            context.log.warning(f"rejected review {reason}" + (f" (reason written to rejected/{where.name})"
+                                                                 if where else ""))
         run_requests = []
-        store = storage.store()
-        for story, rejected, approved in changes:
+        for story, rejected, approved, overridden in changes:
             if approved:
                 context.log.info(f"{story.book_id}: approved {', '.join(approved)}")
             # An approval of an image its gate refused re-runs the asset (a cache hit) to accept it.
-            overridden = [t for t in approved if overrides_gate(store, story.book_id, t)]
             if rejected or overridden:
                 context.log.info(f"{story.book_id}: regenerating {', '.join(rejected) or 'nothing'}, accepting "
                                  f"{', '.join(overridden) or 'nothing'} over its quality gate, after review")

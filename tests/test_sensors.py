@@ -89,3 +89,12 @@ def test_two_files_claiming_one_book_id(workspace, defs_for, instance):
     result = tick(defs_for(), instance)
     assert len(result.run_requests) == 1
     assert "already used by a.yaml" in (workspace["stories"] / "rejected" / "b.yaml.reason.txt").read_text()
+
+
+def test_the_sensor_never_raises_on_a_damaged_cursor_or_an_unwritable_rejected_folder(workspace, defs_for,
+                                                                                      instance):
+    shutil.copy(EXAMPLE, workspace["stories"] / "good.yaml")
+    (workspace["stories"] / "broken.json").write_text("{")
+    (workspace["stories"] / "rejected").write_text("a file where the folder should be")
+    result = tick(defs_for(), instance, cursor='{"not_files": 1}')
+    assert len(result.run_requests) == 1  # the good story still runs; the bad one is logged
