@@ -54,7 +54,8 @@ def test_one_row_per_page_and_provider_with_scores_and_cost(workspace, defs_for,
     for page in (1, 3):
         assert frame.filter(pl.col("page") == page)["seed"].n_unique() == 1
     assert frame.filter(pl.col("provider_spec") == "preview")["cache_hit"].all()
-    rows = [r for r in Ledger(store).rows("lab-book") if r.asset == "provider_experiment"]
+    rows = Ledger(store).rows("experiment-ab")  # its own account, not the book's budget
+    assert not [r for r in Ledger(store).rows("lab-book") if r.asset == "provider_experiment"]
     assert sorted((r.provider, r.status) for r in rows) == [("alt", "ok"), ("alt", "ok"), ("preview", "cached"),
                                                             ("preview", "cached")]
 

@@ -114,10 +114,12 @@ def provider_experiment(context: dg.AssetExecutionContext, config: ProviderExper
     ref_bytes = {ref.sha256: store.read_bytes(ref.key) for ref in refs}
     qref = quality_reference(store, storage, story)
     ledger = Ledger(store)
-    # Its own budget: the guard is named after the experiment, whose ledger rows carry the book id.
-    budget = BudgetGuard(f"experiment-{config.name}", config.budget_usd, ledger)
+    # Its own budget and ledger account, "experiment-<name>": reruns see what it already spent, and
+    # comparing providers never eats into the book's own budget.
+    account = f"experiment-{config.name}"
+    budget = BudgetGuard(account, config.budget_usd, ledger)
     gen = GenerationContext(store=store, ledger=ledger, budget=budget, retry=image_providers.retry_policy(),
-                            run_id=context.run.run_id, book_id=story.book_id, asset="provider_experiment",
+                            run_id=context.run.run_id, book_id=account, asset="provider_experiment",
                             logger=context.log)
     specs = [(spec, *parse_provider_spec(spec)) for spec in config.providers]
 
