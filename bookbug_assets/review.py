@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from bookbug_assets.assets._shared import book_key, derived_seed
-from bookbug_assets.checks import verdict_key
+from bookbug_assets.checks import load_verdicts, verdict_key
 from bookbug_assets.input_files import InputFileError, read_mapping, validate
 from bookbug_assets.providers.base import ImageRequest
 from bookbug_assets.storage import ArtifactStore
@@ -240,3 +240,21 @@ def approval_status(store: ArtifactStore, story: Story, required: bool = False) 
         if review is None or review.decision != "approve" or image is None or review.image_sha256 != image:
             unapproved.append(target)
     return Approval(required=required, unapproved=unapproved)
+
+
+def refused_images(store: ArtifactStore, book_id: str, current: dict[str, str]) -> list[str]:
+    """Targets (of `current`: target -> image sha256) whose very bytes a reviewer rejected or a gate refused.
+
+    What book_pdf must not print: a rejected page whose redraw failed still has its old record.
+    """
+    state = load_state(store, book_id)
+    verdicts = load_verdicts(store, book_id)
+    refused = []
+    for target, sha in current.items():
+        review = state.targets.get(target)
+        verdict = verdicts.get(target)
+        if review is not None and review.decision == "reject" and review.image_sha256 == sha:
+            refused.append(f"{target} (rejected in review)")
+        elif verdict is not None and not verdict.accepted and verdict.image_sha256 == sha:
+            refused.append(f"{target} (failed its quality gate: {'; '.join(verdict.failures) or 'see its check'})")
+    return refused

@@ -71,3 +71,19 @@ def test_a_page_slot_past_the_end_of_the_book_fails_loudly(rendered, instance):
                             partition_key=f"{story.book_id}|013", raise_on_error=False)
     assert not result.success
     assert "past the end" in str(result.all_events)
+
+
+def test_a_page_rejected_in_review_is_never_printed_until_redrawn(rendered, workspace, instance):
+    import dagster as dg
+
+    from bookbug_assets.cli import _assets
+    from bookbug_assets.sensors_review import apply_review_file
+
+    defs, story, _ = rendered
+    review = workspace["root"] / f"{story.book_id}.yaml"
+    review.write_text(f"book_id: {story.book_id}\npages:\n  3: {{decision: reject, note: the scarf is red}}\n")
+    apply_review_file(review, defs.resources["storage"].store())
+    result = dg.materialize(_assets(defs, "book_pdf"), instance=instance, resources=dict(defs.resources),
+                            partition_key=story.book_id, raise_on_error=False)
+    assert not result.success
+    assert "page-003 (rejected in review)" in str(result.all_events)

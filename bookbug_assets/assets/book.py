@@ -14,7 +14,7 @@ from bookbug_assets.generation import GenerationRecord
 from bookbug_assets.partitions import books_partitions, style_names
 from bookbug_assets.pdf import PdfPage, PdfSpec, build_book_pdf
 from bookbug_assets.resources import BookbugStorage, ImageProviders
-from bookbug_assets.review import approval_status
+from bookbug_assets.review import approval_status, page_target, refused_images
 from bookbug_assets.stories import Story, StoryError, load_story_file
 from bookbug_assets.stories.parsing import STORY_SUFFIXES
 
@@ -108,6 +108,13 @@ def book_pdf(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.M
     if missing:
         raise dg.Failure(f"{book_id}: pages {', '.join(missing)} are not rendered yet; materialize book_pages "
                          f"for them first", allow_retries=False)
+    current = {"hero_page": cover.image_sha256,
+               **{page_target(k): records[f"page-{k}"].image_sha256 for k in parsed.page_keys}}
+    refused = refused_images(store, book_id, current)
+    if refused:
+        raise dg.Failure(f"{book_id}: not printing images that were refused: {'; '.join(refused)}. Redraw them "
+                         f"(materialize them again, or approve them in data/reviews/{book_id}.yaml)",
+                         allow_retries=False)
     fmt = parsed.format
     spec = PdfSpec(trim_width_in=fmt.trim_width_in, trim_height_in=fmt.trim_height_in, bleed_in=fmt.bleed_in,
                    safe_margin_in=fmt.safe_margin_in, dpi=fmt.dpi)
