@@ -180,3 +180,28 @@ def nominal_size(sizing: dict, inp: dict) -> tuple[int, int]:
         return w, h
     mp = _megapixels(inp.get(sizing.get("resolution_field", "resolution")), sizing.get("megapixels", 1.0))
     return _area_size(ratio, mp)
+
+
+# Building blocks of the per-model input tables (replicate_schemas, fal_schemas).
+STR = {"type": "string"}
+URI = {"type": "string", "format": "uri"}
+BOOL = {"type": "boolean"}
+INT = {"type": "integer"}
+
+
+def enum(values: list, default=None) -> dict:
+    out = {"type": "string", "enum": list(values)}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def rng(kind: str, lo, hi, default=None) -> dict:
+    out = {"type": kind, "minimum": lo, "maximum": hi}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def dflt(schema: dict, default) -> dict:
+    return {**schema, "default": default}

@@ -14,31 +14,7 @@ Each entry:
 
 from __future__ import annotations
 
-from ._schema import obj
-
-STR = {"type": "string"}
-URI = {"type": "string", "format": "uri"}
-BOOL = {"type": "boolean"}
-INT = {"type": "integer"}
-
-
-def enum(values: list, default=None) -> dict:
-    out = {"type": "string", "enum": list(values)}
-    if default is not None:
-        out["default"] = default
-    return out
-
-
-def rng(kind: str, lo, hi, default=None) -> dict:
-    out = {"type": kind, "minimum": lo, "maximum": hi}
-    if default is not None:
-        out["default"] = default
-    return out
-
-
-def dflt(schema: dict, default) -> dict:
-    return {**schema, "default": default}
-
+from ._schema import BOOL, INT, STR, URI, dflt, enum, obj, rng
 
 def url_list(max_items: int | None = None) -> dict:
     out = {"type": "array", "items": URI, "minItems": 1}

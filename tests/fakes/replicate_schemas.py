@@ -16,36 +16,12 @@ from __future__ import annotations
 
 import hashlib
 
-from ._schema import FLUX1_SIZES, obj
+from ._schema import BOOL, FLUX1_SIZES, INT, STR, URI, dflt, enum, obj, rng
 
 E005 = "The input or output was flagged as sensitive. Please try again with different inputs. (E005)"
 NSFW_COG_FLUX = "All generated images contained NSFW content. Try running it again with a different prompt."
 NSFW_KONTEXT_DEV = "Generated image contained NSFW content. Try running it again with a different prompt."
 NSFW_DIFFUSERS = "NSFW content detected. Try running it again, or try a different prompt."
-
-STR = {"type": "string"}
-URI = {"type": "string", "format": "uri"}
-BOOL = {"type": "boolean"}
-INT = {"type": "integer"}
-
-
-def enum(values: list, default=None) -> dict:
-    out = {"type": "string", "enum": list(values)}
-    if default is not None:
-        out["default"] = default
-    return out
-
-
-def rng(kind: str, lo, hi, default=None) -> dict:
-    out = {"type": kind, "minimum": lo, "maximum": hi}
-    if default is not None:
-        out["default"] = default
-    return out
-
-
-def dflt(schema: dict, default) -> dict:
-    return {**schema, "default": default}
-
 
 def uris(max_items: int | None = None) -> dict:
     out = {"type": "array", "items": URI, "default": []}
