@@ -26,9 +26,9 @@ import dagster as dg
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from bookbug_assets.assets._shared import book_key, load_record, load_story
+from bookbug_assets.assets._shared import book_key, load_record, load_story, pdf_spec
 from bookbug_assets.partitions import book_pages_partitions, books_partitions
-from bookbug_assets.preflight import PreflightSpec, preflight_pdf
+from bookbug_assets.preflight import preflight_pdf
 from bookbug_assets.quality import (
     CharacterModel, StyleProfile, Thresholds, assess, character_model, character_similarity, style_distance,
     style_profile,
@@ -261,9 +261,7 @@ def book_pdf_preflight(context: dg.AssetCheckExecutionContext, storage: BookbugS
     book_id = context.partition_key
     store = storage.store()
     story = load_story(store, book_id)
-    fmt = story.format
-    spec = PreflightSpec(trim_width_in=fmt.trim_width_in, trim_height_in=fmt.trim_height_in, bleed_in=fmt.bleed_in,
-                         safe_margin_in=fmt.safe_margin_in, min_ppi=fmt.dpi)
+    spec = pdf_spec(story)
     labels = ["cover"] + [f"page {int(k)}" for k in story.page_keys]
     report = preflight_pdf(store.local_path(book_key(book_id, f"{book_id}.pdf")), spec, labels)
     upscaled = upscaled_images(store, story)

@@ -1,7 +1,7 @@
 """Print preflight of a finished book PDF: what a print-on-demand platform checks before it prints.
 
 Per page: the media box is trim + bleed on every side, the trim and bleed boxes are where they
-should be, every placed image has >= `min_ppi` effective resolution at the size it is printed,
+should be, every placed image has >= the spec's `dpi` of effective resolution at the size it is printed,
 every font is embedded, and every text run lies inside the safe area (trim inset by the safe
 margin). It reads the PDF itself (pypdf) rather than trusting what the builder says it wrote, so
 it also catches a PDF assembled by hand or by a future builder.
@@ -19,20 +19,13 @@ from pathlib import Path
 from pypdf import PdfReader
 from pypdf.generic import ContentStream
 
+from bookbug_assets.pdf import PdfSpec  # the spec the book was built to is the one it is checked against
+
 POINTS_PER_INCH = 72.0
 BOX_TOLERANCE_PT = 0.5
 # Characters that reach below the baseline; a run without them is measured from the baseline, so
 # an all-caps watermark that fits its cap height is not failed for a descent it never draws.
 DESCENDERS = set("gjpqy,;()[]{}/|@Q_")
-
-
-@dataclass
-class PreflightSpec:
-    trim_width_in: float = 8.5
-    trim_height_in: float = 8.5
-    bleed_in: float = 0.125
-    safe_margin_in: float = 0.5
-    min_ppi: float = 300.0
 
 
 @dataclass
@@ -246,7 +239,7 @@ class _PageWalker:
         return _mul([1, 0, 0, 1, advance, 0], tm)
 
 
-def _box_problems(page, spec: PreflightSpec) -> list[str]:
+def _box_problems(page, spec: PdfSpec) -> list[str]:
     media_w = (spec.trim_width_in + 2 * spec.bleed_in) * POINTS_PER_INCH
     media_h = (spec.trim_height_in + 2 * spec.bleed_in) * POINTS_PER_INCH
     bleed = spec.bleed_in * POINTS_PER_INCH
@@ -272,7 +265,7 @@ def _fmt(box) -> str:
     return "[" + " ".join(f"{v:.1f}" for v in box) + "]"
 
 
-def preflight_pdf(path: str | Path, spec: PreflightSpec, labels: list[str] | None = None) -> PreflightReport:
+def preflight_pdf(path: str | Path, spec: PdfSpec, labels: list[str] | None = None) -> PreflightReport:
     """Check every page of the PDF at `path` against `spec`; problems name the page and what is wrong."""
     reader = PdfReader(str(path))
     inset = (spec.bleed_in + spec.safe_margin_in) * POINTS_PER_INCH
@@ -283,7 +276,7 @@ def preflight_pdf(path: str | Path, spec: PreflightSpec, labels: list[str] | Non
     pages, problems = [], []
     for i, page in enumerate(reader.pages):
         label = labels[i] if labels and i < len(labels) else f"page {i + 1}"
-        walker = _PageWalker(reader, i + 1, label, safe, spec.min_ppi, fonts)
+        walker = _PageWalker(reader, i + 1, label, safe, spec.dpi, fonts)
         walker.result.problems.extend(_box_problems(page, spec))
         contents = page.get_contents()
         if contents is not None:

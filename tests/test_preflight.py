@@ -8,7 +8,7 @@ from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen.canvas import Canvas
 
 from bookbug_assets.pdf import PdfPage, PdfSpec, build_book_pdf
-from bookbug_assets.preflight import PreflightSpec, preflight_pdf
+from bookbug_assets.preflight import preflight_pdf
 
 W = H = 8.75 * 72  # 8.5 in trim + 0.125 in bleed each side, in points
 BLEED = 0.125 * 72
@@ -48,7 +48,7 @@ def test_a_planted_low_resolution_page_fails_and_passes_after_upscaling(tmp_path
 
     # Planted: the low-res art placed at full-bleed size as it is, no resampling.
     planted = hand_made_pdf(tmp_path / "planted.pdf", 600, font="Helvetica", text_at=(80, 80))
-    report = preflight_pdf(planted, PreflightSpec())
+    report = preflight_pdf(planted, PdfSpec())
     assert not report.passed
     assert any("page 1: image 600x600 px" in p and "69 ppi" in p for p in report.problems), report.problems
 
@@ -56,7 +56,7 @@ def test_a_planted_low_resolution_page_fails_and_passes_after_upscaling(tmp_path
     built = build_book_pdf(title="Low res", author="Test", cover=cover, pages=pages, spec=PdfSpec(),
                            out_path=tmp_path / "book.pdf")
     assert built.upscaled_pages == ["page 2"]
-    fixed = preflight_pdf(built.path, PreflightSpec(), ["cover", "page 1", "page 2"])
+    fixed = preflight_pdf(built.path, PdfSpec(), ["cover", "page 1", "page 2"])
     assert fixed.passed, fixed.problems
     assert fixed.min_ppi == pytest.approx(300, abs=1)
     assert all(fixed.fonts.values()) and fixed.fonts
@@ -64,7 +64,7 @@ def test_a_planted_low_resolution_page_fails_and_passes_after_upscaling(tmp_path
 
 def test_preflight_names_unembedded_fonts_text_outside_the_safe_area_and_missing_boxes(tmp_path):
     pdf = hand_made_pdf(tmp_path / "bad.pdf", 2700, font="Helvetica", text_at=(12, 300), boxes=False)
-    report = preflight_pdf(pdf, PreflightSpec(), ["cover", "page 1"])
+    report = preflight_pdf(pdf, PdfSpec(), ["cover", "page 1"])
     problems = "\n".join(report.problems)
     assert "cover: font Helvetica is not embedded" in problems
     assert "outside the safe area" in problems and "'Pip looked up at the moon.'" in problems
@@ -74,5 +74,5 @@ def test_preflight_names_unembedded_fonts_text_outside_the_safe_area_and_missing
 
 def test_wrong_page_size_is_reported(tmp_path):
     pdf = hand_made_pdf(tmp_path / "letter.pdf", 2700)
-    report = preflight_pdf(pdf, PreflightSpec(trim_width_in=8.0, trim_height_in=10.0))
+    report = preflight_pdf(pdf, PdfSpec(trim_width_in=8.0, trim_height_in=10.0))
     assert any("media box" in p and "expected [0.0 0.0 594.0 738.0]" in p for p in report.problems), report.problems

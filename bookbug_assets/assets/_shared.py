@@ -11,6 +11,7 @@ from PIL import Image
 
 from bookbug_assets.generation import GenerationContext, GenerationRecord
 from bookbug_assets.ledger import BudgetGuard, Ledger
+from bookbug_assets.pdf import PdfSpec
 from bookbug_assets.providers.base import CharacterToken, ImageRequest, LoraRef, ModelCapabilities, ReferenceImage
 from bookbug_assets.resources import ImageProviders
 from bookbug_assets.storage import ArtifactStore
@@ -128,3 +129,10 @@ def image_metadata(store: ArtifactStore, record: GenerationRecord, alt: str) -> 
         "size": f"{record.width}x{record.height}",
         "is_preview": record.is_preview,
     }
+
+
+def pdf_spec(story: Story) -> PdfSpec:
+    """The print geometry of a book: what book_pdf builds and what the preflight check expects."""
+    fmt = story.format
+    return PdfSpec(trim_width_in=fmt.trim_width_in, trim_height_in=fmt.trim_height_in, bleed_in=fmt.bleed_in,
+                   safe_margin_in=fmt.safe_margin_in, dpi=fmt.dpi)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from bookbug_assets.assets._shared import book_key, load_record, load_story, thumbnail_md
+from bookbug_assets.assets._shared import book_key, load_record, load_story, pdf_spec, thumbnail_md
 from bookbug_assets.generation import GenerationRecord
 from bookbug_assets.partitions import books_partitions, style_names
-from bookbug_assets.pdf import PdfPage, PdfSpec, build_book_pdf
+from bookbug_assets.pdf import PdfPage, build_book_pdf
 from bookbug_assets.resources import BookbugStorage, ImageProviders
 from bookbug_assets.review import approval_status, page_target, refused_images
 from bookbug_assets.stories import Story, StoryError, load_story_file
@@ -115,9 +115,7 @@ def book_pdf(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.M
         raise dg.Failure(f"{book_id}: not printing images that were refused: {'; '.join(refused)}. Redraw them "
                          f"(materialize them again, or approve them in data/reviews/{book_id}.yaml)",
                          allow_retries=False)
-    fmt = parsed.format
-    spec = PdfSpec(trim_width_in=fmt.trim_width_in, trim_height_in=fmt.trim_height_in, bleed_in=fmt.bleed_in,
-                   safe_margin_in=fmt.safe_margin_in, dpi=fmt.dpi)
+    spec = pdf_spec(parsed)
     pages = [PdfPage(image=store.local_path(records[f"page-{k}"].image_key), text=parsed.page(k).text,
                      is_preview=records[f"page-{k}"].is_preview, label=f"page {int(k)}") for k in parsed.page_keys]
     cover_page = PdfPage(image=store.local_path(cover.image_key), text="", is_preview=cover.is_preview, label="cover")
