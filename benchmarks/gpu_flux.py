@@ -104,8 +104,8 @@ def build_pipeline(smoke: bool, device: str, dtype):
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    from bookbug_assets.providers._local_pipelines import (FLUX_DEV_TRANSFORMER_CONFIG, build_tiny_flux_components,
-                                                           build_tiny_tokenizers)
+    from bookbug_assets.providers._local_pipelines import FLUX_DEV_TRANSFORMER_CONFIG
+    from bookbug_assets.providers._tiny_models import build_tiny_flux_components, build_tiny_tokenizers
 
     if smoke:
         parts = build_tiny_flux_components(0)

@@ -17,7 +17,7 @@ from bookbug_assets.assets.style import build_style_assets
 from bookbug_assets.checks import book_pdf_preflight, hero_page_quality, sprite_sheet_quality
 from bookbug_assets.golden import golden_books_job
 from bookbug_assets.providers.registry import pool_for
-from bookbug_assets.resources import BookbugStorage, ImageProviders
+from bookbug_assets.resources import BookbugStorage, ImageProviders, LocalGpuSettings
 from bookbug_assets.sensors import story_folder_sensor
 from bookbug_assets.sensors_review import review_sensor
 
@@ -58,6 +58,7 @@ def build_definitions(data_root: str | None = None, stories_dir: str | None = No
         max_concurrency=int(os.environ.get("BOOKBUG_MAX_CONCURRENCY", "12")),
         poll_interval_s=float(os.environ.get("BOOKBUG_POLL_INTERVAL_S", "1.0")),
         max_attempts=int(os.environ.get("BOOKBUG_MAX_ATTEMPTS", "5")),
+        local=LocalGpuSettings.from_env(os.environ),
     )
     # Generation steps run in their provider's pool (limits: dagster.yaml default, or
     # `dagster instance concurrency set <pool> <n>`); a story's own provider override keeps this pool.

@@ -8,8 +8,10 @@ name, never its value.
 import logging
 import os
 from pathlib import Path
+from typing import Any, Mapping
+
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import PrivateAttr, ValidationError
 
 from bookbug_assets.generation import RetryPolicy
 from bookbug_assets.providers.base import ConfigurationError, ImageProvider
@@ -60,6 +62,40 @@ class BookbugStorage(dg.ConfigurableResource):
         return Path(self.styles_dir)
 
 
+class LocalGpuSettings(dg.Config):
+    """How the local family loads and runs its diffusers pipelines (README "Local GPU"; all optional).
+
+    `model_dir` holds one folder per model named like its hub repo (`FLUX.1-dev/`, ...); `tiny-random` builds
+    random tiny models in memory (tests, CI). The rest are `LocalDiffusersProvider`'s speed and memory options.
+    """
+
+    model_dir: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    offload: str = "none"  # "model" or "sequential" CPU offload for cards under ~34 GB
+    attention_backend: str = "auto"
+    compile: bool = False
+    compile_scope: str = "blocks"
+    compile_mode: str | None = None
+    fuse_qkv: bool = False
+    quantize: str = "none"  # "fp8" (sm89+) or "fp8-weight"
+    step_cache: float = 0.0  # First Block Cache threshold, 0 = off
+    max_sequence_length: int = 512
+    num_inference_steps: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "LocalGpuSettings":
+        """Each field from BOOKBUG_LOCAL_<FIELD> when set; a bad value names its variable."""
+        values = {name: environ[f"BOOKBUG_LOCAL_{name.upper()}"] for name in cls.model_fields
+                  if environ.get(f"BOOKBUG_LOCAL_{name.upper()}")}
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            wrong = ", ".join(f"BOOKBUG_LOCAL_{str(err['loc'][0]).upper()}={values.get(str(err['loc'][0]))!r} "
+                              f"({err['msg']})" for err in exc.errors())
+            raise ConfigurationError(f"local GPU settings: {wrong}") from None
+
+
 class ImageProviders(dg.ConfigurableResource):
     """Chooses and builds the image provider.
 
@@ -72,14 +108,14 @@ class ImageProviders(dg.ConfigurableResource):
     replicate_base_url: str | None = None
     fal_key: str | None = None
     fal_base_url: str | None = None
-    local_model_dir: str | None = None
-    local_device: str = "auto"
+    local: LocalGpuSettings = LocalGpuSettings()
     max_concurrency: int = 12
     job_deadline_s: float = 600.0
     max_attempts: int = 5
     poll_interval_s: float = 1.0
 
     _built: dict[str, ImageProvider] = PrivateAttr(default_factory=dict)
+    _pipelines: Any = PrivateAttr(default=None)  # the local family's PipelineCache: one load per process
     _announced: bool = PrivateAttr(default=False)
 
     def retry_policy(self) -> RetryPolicy:
@@ -108,11 +144,13 @@ class ImageProviders(dg.ConfigurableResource):
     def provider(self, family: str, store: ArtifactStore | None = None) -> ImageProvider:
         """One provider object per family per run, so a local pipeline loads once.
 
-        `store` lets the local family read a pinned LoRA's weights file by its artifact key.
+        `store` lets the local family read a pinned LoRA's weights file by its artifact key; a provider
+        built without one (for prices, say) is kept apart, and both share the process's loaded pipelines.
         """
-        if family not in self._built:
-            self._built[family] = self._build(family, store)
-        return self._built[family]
+        key = f"{family}:{'store' if store is not None else 'no store'}"
+        if key not in self._built:
+            self._built[key] = self._build(family, store)
+        return self._built[key]
 
     def _build(self, family: str, store: ArtifactStore | None) -> ImageProvider:
         cls = provider_class(family)
@@ -128,5 +166,9 @@ class ImageProviders(dg.ConfigurableResource):
             return cls(key=self.fal_key, base_url=self.fal_base_url, poll_interval_s=self.poll_interval_s)
         if family == "local":
             resolver = (lambda lora: str(store.local_path(lora.key))) if store is not None else None
-            return cls(model_dir=self.local_model_dir, device=self.local_device, lora_path_resolver=resolver)
+            if self._pipelines is None:
+                from bookbug_assets.providers._local_pipelines import PipelineCache
+
+                self._pipelines = PipelineCache()
+            return cls(**self.local.model_dump(), lora_path_resolver=resolver, pipeline_cache=self._pipelines)
         return cls()

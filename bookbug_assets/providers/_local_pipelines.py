@@ -1,13 +1,14 @@
-"""Pipelines behind the local provider: device and dtype choice, loading, offline tiny models, the cache.
+"""Pipelines behind the local provider: device and dtype choice, loading, speed options, the cache.
 
-torch, diffusers and transformers are imported inside the functions: the lead's registry imports the
-provider module only when the local backend is chosen, and `bookbug_assets.definitions` never pays
-for torch. This module imports nothing from the package either, so the GPU benchmark can load it on a
-machine that has torch but not the Dagster stack.
+torch, diffusers and transformers are imported inside the functions: the registry imports the provider
+module only when the local backend is chosen, and `bookbug_assets.definitions` never pays for torch.
+Apart from `_tiny_models` this module imports nothing from the package, so the GPU benchmark can load it
+on a machine that has torch but not the Dagster stack.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -20,6 +21,10 @@ OFFLOAD_MODES = ("none", "model", "sequential")
 # Names accepted for `attention_backend`. cuDNN attention is offered for inference only: its backward
 # pass crashed with an illegal memory access on an H200 (reference notes §3.6), so the trainer refuses it.
 ATTENTION_BACKENDS = ("auto", "native", "flash", "efficient", "math", "cudnn")
+# torchao quantization of the denoiser's linear layers. "fp8": fp8 weights *and* fp8 matmuls on dynamically
+# scaled activations (sm89+: Ada, Hopper), the fast path; "fp8-weight": fp8 weights computed in the
+# pipeline's dtype, any device: half the transformer's memory (24 GB instead of 12 GB for FLUX.1-dev), no speed-up.
+QUANTIZE_MODES = ("none", "fp8", "fp8-weight")
 _DIFFUSERS_BACKEND = {"native": "native", "flash": "_native_flash", "efficient": "_native_efficient",
                       "math": "_native_math", "cudnn": "_native_cudnn"}
 
@@ -52,19 +57,31 @@ def torch_dtype(name: str):
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
 
 
-def resolve_attention_backend(backend: str, device: str, dtype: str) -> str:
-    """Pick an SDPA backend explicitly on CUDA; on CPU the default (math / CPU flash) is all there is."""
+def resolve_attention_backend(backend: str, device: str, dtype: str, *, training: bool = False,
+                              capability: tuple[int, int] | None = None) -> str:
+    """Pick an SDPA backend explicitly on CUDA; on CPU the default (math / CPU flash) is all there is.
+
+    Inference on Hopper gets cuDNN attention: on an H200 it was 12 % faster than flash over 28 steps at
+    1024x1024 (3.80 vs 4.33 s compiled, benchmarks/RESULTS.md). Training never does: cuDNN's backward crashed.
+    `capability` is the card's (major, minor), looked up when not given.
+    """
     if backend not in ATTENTION_BACKENDS:
         raise ValueError(f"attention_backend must be one of {ATTENTION_BACKENDS}, not {backend!r}")
+    if backend == "cudnn" and training:
+        raise ValueError("cuDNN attention is for inference only: its backward pass crashes (reference §3.6)")
     if backend != "auto":
         return backend
     if not device.startswith("cuda"):
         return "native"
-    import torch
+    if capability is None:
+        import torch
 
+        capability = torch.cuda.get_device_capability(device)
+    half = dtype in ("bfloat16", "float16")
+    if capability[0] == 9 and half and not training:
+        return "cudnn"
     # Flash needs sm80+ and half precision; memory-efficient attention covers the rest (both have a backward).
-    major, _ = torch.cuda.get_device_capability()
-    return "flash" if major >= 8 and dtype in ("bfloat16", "float16") else "efficient"
+    return "flash" if capability[0] >= 8 and half else "efficient"
 
 
 def set_attention_backend(model: Any, backend: str) -> None:
@@ -92,6 +109,8 @@ class PipelineSpec:
     compile_scope: str = "blocks"  # "blocks": one graph per repeated block type; "model": the whole transformer
     compile_mode: str | None = None  # torch.compile mode, e.g. "max-autotune-no-cudagraphs"
     fuse_qkv: bool = False
+    quantize: str = "none"  # one of QUANTIZE_MODES
+    step_cache: float = 0.0  # First Block Cache threshold; 0 = every step runs every block
     seed: int = 0  # only used by TINY_RANDOM, so tests can rebuild the same random base
 
 
@@ -124,12 +143,15 @@ class PipelineCache:
 
 def load_pipeline(spec: PipelineSpec) -> Any:
     """Build (TINY_RANDOM) or load a pipeline, place it, and apply the speed options."""
+    check_speed_options(spec)
     import diffusers
 
     cls = {"flux": diffusers.FluxPipeline, "flux_kontext": diffusers.FluxKontextPipeline,
            "sdxl": diffusers.StableDiffusionXLPipeline}[spec.kind]
     dtype = torch_dtype(spec.dtype)
     if spec.source == TINY_RANDOM:
+        from bookbug_assets.providers._tiny_models import build_tiny_flux_components, build_tiny_sdxl_components
+
         parts = build_tiny_sdxl_components(spec.seed) if spec.kind == "sdxl" else build_tiny_flux_components(spec.seed)
         pipe = cls(**parts)
         if spec.dtype != "float32":  # built in float32; casting a float32 model to float32 only logs noise
@@ -156,8 +178,67 @@ def place_pipeline(pipe: Any, spec: PipelineSpec) -> None:
     set_attention_backend(denoiser, spec.attention_backend)
     if spec.fuse_qkv and hasattr(denoiser, "fuse_qkv_projections"):
         denoiser.fuse_qkv_projections()
+    # Quantize before compiling: inductor then fuses the fp8 scaling into the matmuls.
+    quantize_denoiser(denoiser, spec.quantize, spec.device)
+    if spec.step_cache > 0:
+        enable_step_cache(denoiser, spec.step_cache)
     if spec.compile:
         compile_denoiser(denoiser, spec.compile_scope, spec.compile_mode)
+
+
+def check_speed_options(spec: PipelineSpec, capability: tuple[int, int] | None = None) -> None:
+    """Refuse combinations that would fail deep inside a run (or silently do nothing) before anything loads."""
+    if spec.quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, not {spec.quantize!r}")
+    if spec.quantize == "fp8":
+        if not spec.device.startswith("cuda"):
+            raise ValueError("quantize='fp8' needs a CUDA card with fp8 tensor cores (sm89+: Ada, Hopper); "
+                             "use 'fp8-weight' to save memory elsewhere")
+        if capability is None:
+            import torch
+
+            capability = torch.cuda.get_device_capability(spec.device)
+        if capability < (8, 9):
+            raise ValueError(f"quantize='fp8' needs sm89+ (Ada, Hopper); this card is sm{capability[0]}{capability[1]}")
+    if spec.quantize != "none" and importlib.util.find_spec("torchao") is None:
+        raise ValueError(f"quantize={spec.quantize!r} needs torchao (part of the [local] extra)")
+    if spec.step_cache < 0:
+        raise ValueError(f"step_cache must be >= 0 (0 = off), not {spec.step_cache}")
+    if spec.step_cache > 0 and spec.kind == "sdxl":
+        raise ValueError("step_cache (First Block Cache) works on the FLUX transformers, not on SDXL's UNet")
+    if spec.step_cache > 0 and spec.compile:
+        # The cache decides per step, in Python, whether to run the remaining blocks: a graph break that
+        # fullgraph compilation refuses.
+        raise ValueError("step_cache cannot be combined with compile; choose one")
+
+
+def quantize_denoiser(denoiser: Any, mode: str, device: str) -> None:
+    """torchao fp8 on the denoiser's linear layers, in place (reference §3.5: lossy, like any fp8)."""
+    if mode == "none":
+        return
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, Float8WeightOnlyConfig, PerRow, quantize_
+
+    config = (Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()) if mode == "fp8"
+              else Float8WeightOnlyConfig())
+    quantize_(denoiser, config, filter_fn=_fp8_friendly_linear)
+
+
+def _fp8_friendly_linear(module: Any, fqn: str) -> bool:
+    """Linear layers whose sides fp8 matmul kernels accept (multiples of 16); the tiny embedders stay as they are."""
+    import torch
+
+    return (isinstance(module, torch.nn.Linear) and module.in_features % 16 == 0
+            and module.out_features % 16 == 0)
+
+
+def enable_step_cache(denoiser: Any, threshold: float) -> None:
+    """First Block Cache: skip the remaining blocks on steps whose first-block residual barely changed.
+
+    Lossy (reference §3.5: 2-3.5x published at some quality cost); `threshold` ~0.05-0.12 for FLUX.1-dev.
+    """
+    from diffusers import FirstBlockCacheConfig
+
+    denoiser.enable_cache(FirstBlockCacheConfig(threshold=threshold))
 
 
 def compile_denoiser(denoiser: Any, scope: str, mode: str | None) -> None:
@@ -182,111 +263,6 @@ def uncompile(denoiser: Any) -> None:
 
 def with_spec(spec: PipelineSpec, **changes: Any) -> PipelineSpec:
     return replace(spec, **changes)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Tiny random models, built offline (reference §2): tokenizers from in-memory vocabularies.
-
-def _byte_unicode_symbols() -> list[str]:
-    """The 256 printable stand-ins CLIP's byte-level BPE uses for raw bytes (GPT-2's table)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    extra = 0
-    symbols = {}
-    for b in range(256):
-        if b in keep:
-            symbols[b] = chr(b)
-        else:
-            symbols[b] = chr(256 + extra)
-            extra += 1
-    return [symbols[b] for b in range(256)]
-
-
-def build_tiny_tokenizers() -> tuple[Any, Any]:
-    """A CLIP BPE tokenizer (bytes only, no merges) and a T5 unigram tokenizer (letters and digits)."""
-    from transformers import CLIPTokenizer, T5Tokenizer
-
-    clip_vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for sym in _byte_unicode_symbols():
-        clip_vocab.setdefault(sym, len(clip_vocab))
-        clip_vocab.setdefault(sym + "</w>", len(clip_vocab))
-    clip = CLIPTokenizer(vocab=clip_vocab, merges=[], model_max_length=77)
-    chars = "abcdefghijklmnopqrstuvwxyz0123456789"
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
-    pieces += [(c, -3.0) for c in chars] + [("▁" + c, -3.5) for c in chars]
-    t5 = T5Tokenizer(vocab=pieces, extra_ids=100, model_max_length=512)
-    return clip, t5
-
-
-def build_tiny_flux_components(seed: int = 0) -> dict[str, Any]:
-    """FLUX.1 components small enough to run a 64x64 image on a CPU in well under a second.
-
-    The VAE has three blocks (scale factor 4), so a 64x64 image is 16x16 latents = 64 packed tokens.
-    """
-    import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
-
-    torch.manual_seed(seed)
-    latent_channels = 4
-    transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=4 * latent_channels, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
-        axes_dims_rope=(4, 6, 6))
-    torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 8, 8), layers_per_block=1,
-        latent_channels=latent_channels, norm_num_groups=2, sample_size=64, use_quant_conv=False,
-        use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
-    torch.manual_seed(seed + 2)
-    clip = CLIPTextModel(CLIPTextConfig(
-        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-5,
-        num_attention_heads=4, num_hidden_layers=2, vocab_size=600, hidden_act="gelu", projection_dim=32))
-    torch.manual_seed(seed + 3)
-    t5 = T5EncoderModel(T5Config(
-        d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
-        vocab_size=200, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
-    clip_tok, t5_tok = build_tiny_tokenizers()
-    # Constructors leave modules in training mode (T5's dropout would make every call random); from_pretrained
-    # would have put them in eval mode.
-    for module in (transformer, vae, clip, t5):
-        module.eval()
-    return dict(transformer=transformer, vae=vae, text_encoder=clip, tokenizer=clip_tok, text_encoder_2=t5,
-                tokenizer_2=t5_tok, scheduler=FlowMatchEulerDiscreteScheduler())
-
-
-def build_tiny_sdxl_components(seed: int = 0) -> dict[str, Any]:
-    """SDXL components after diffusers' own pipeline tests, with offline tokenizers."""
-    import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
-        projection_class_embeddings_input_dim=80,  # 6 size/crop ids x 8 + text_encoder_2's 32-d projection
-        cross_attention_dim=64, norm_num_groups=4)
-    torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 8), in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=2, sample_size=64)
-    config = CLIPTextConfig(
-        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-5,
-        num_attention_heads=4, num_hidden_layers=2, vocab_size=600, hidden_act="gelu", projection_dim=32)
-    torch.manual_seed(seed + 2)
-    text_encoder = CLIPTextModel(config)
-    torch.manual_seed(seed + 3)
-    text_encoder_2 = CLIPTextModelWithProjection(config)
-    clip_tok, _ = build_tiny_tokenizers()
-    for module in (unet, vae, text_encoder, text_encoder_2):
-        module.eval()  # see build_tiny_flux_components
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,
-                                       beta_schedule="scaled_linear", timestep_spacing="leading")
-    return dict(unet=unet, vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=clip_tok,
-                tokenizer_2=clip_tok, scheduler=scheduler, add_watermarker=False)
 
 
 # ---------------------------------------------------------------------------------------------------

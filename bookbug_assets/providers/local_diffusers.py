@@ -22,9 +22,11 @@ from typing import Any, Callable
 from bookbug_assets.providers._local_pipelines import (
     ATTENTION_BACKENDS,
     OFFLOAD_MODES,
+    QUANTIZE_MODES,
     TINY_RANDOM,
     PipelineCache,
     PipelineSpec,
+    check_speed_options,
     fit_to_area,
     resolve_attention_backend,
     resolve_device,
@@ -105,6 +107,8 @@ class LocalDiffusersProvider(ImageProvider):
         compile_scope: str = "blocks",
         compile_mode: str | None = None,
         fuse_qkv: bool = False,
+        quantize: str = "none",
+        step_cache: float = 0.0,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         max_sequence_length: int = 512,
@@ -120,11 +124,14 @@ class LocalDiffusersProvider(ImageProvider):
             raise ConfigurationError(f"offload must be one of {OFFLOAD_MODES}, not {offload!r}")
         if attention_backend not in ATTENTION_BACKENDS:
             raise ConfigurationError(f"attention_backend must be one of {ATTENTION_BACKENDS}")
+        if quantize not in QUANTIZE_MODES:
+            raise ConfigurationError(f"quantize must be one of {QUANTIZE_MODES}, not {quantize!r}")
         explicit = {"flux": flux_dev, "flux_kontext": flux_kontext, "sdxl": sdxl}
         self._sources = {kind: explicit[kind] or model_source(model_dir, kind) for kind in explicit}
         self._device, self._dtype = device, dtype
         self._offload, self._attention, self._fuse_qkv = offload, attention_backend, fuse_qkv
         self._compile, self._compile_scope, self._compile_mode = compile, compile_scope, compile_mode
+        self._quantize, self._step_cache = quantize, step_cache
         self._steps, self._guidance = num_inference_steps, guidance_scale
         self._max_sequence_length = max_sequence_length
         self._lora_path_resolver, self._lora_loader = lora_path_resolver, lora_loader
@@ -143,9 +150,11 @@ class LocalDiffusersProvider(ImageProvider):
         if entry is None:
             raise ConfigurationError(f"local provider serves {sorted(LOCAL_MODELS)}, not {model!r}")
         tiny = self._sources[entry.kind] == TINY_RANDOM
+        # Tiny random models are for tests: pages render at 128 px at most, so a whole book runs in seconds.
         return ModelCapabilities(
             model=model, max_references=entry.max_references, lora_family=entry.lora_family,
-            requires_reference=False, seed_deterministic=True, min_size=64 if tiny else 256, max_size=2048,
+            requires_reference=False, seed_deterministic=True, min_size=64 if tiny else 256,
+            max_size=128 if tiny else 2048,
             price_usd=0.0, notes=entry.notes)
 
     def submit(self, request: ImageRequest, reference_bytes: dict[str, bytes]) -> str:
@@ -170,15 +179,20 @@ class LocalDiffusersProvider(ImageProvider):
     # -- generation -----------------------------------------------------------------------------
 
     def spec(self, model: str) -> PipelineSpec:
-        """The cache key for a model under this provider's settings."""
+        """The cache key for a model under this provider's settings; refuses options this machine cannot run."""
         entry = LOCAL_MODELS[model]
         device = resolve_device(self._device)
         dtype = resolve_dtype(self._dtype, device)
-        return PipelineSpec(
+        spec = PipelineSpec(
             kind=entry.kind, source=self._sources[entry.kind], device=device, dtype=dtype, offload=self._offload,
             attention_backend=resolve_attention_backend(self._attention, device, dtype), compile=self._compile,
             compile_scope=self._compile_scope, compile_mode=self._compile_mode, fuse_qkv=self._fuse_qkv,
-            seed=self._tiny_seed)
+            quantize=self._quantize, step_cache=self._step_cache, seed=self._tiny_seed)
+        try:
+            check_speed_options(spec)
+        except ValueError as exc:
+            raise ConfigurationError(f"local provider, {model}: {exc}") from exc
+        return spec
 
     def pipeline(self, model: str) -> Any:
         """The loaded pipeline for a model (loads it on first use)."""
@@ -224,7 +238,8 @@ class LocalDiffusersProvider(ImageProvider):
         return JobOutput(
             image=buf.getvalue(), mime="image/png", version=f"{spec.kind}:{spec.source}", seed=request.seed,
             extra={"device": spec.device, "dtype": spec.dtype, "steps": steps, "guidance_scale": guidance,
-                   "attention_backend": spec.attention_backend, "lora_adapter": lora_name,
+                   "attention_backend": spec.attention_backend, "quantize": spec.quantize,
+                   "step_cache": spec.step_cache, "lora_adapter": lora_name,
                    "generated_size": [width, height], "seconds": round(time.perf_counter() - started, 3)})
 
     def _reference_image(self, request: ImageRequest, reference_bytes: dict[str, bytes], max_area: int,

@@ -14,7 +14,7 @@ import dagster as dg
 
 from bookbug_assets.ledger import Ledger, LedgerRow
 from bookbug_assets.providers.base import ConfigurationError, LoraRef
-from bookbug_assets.resources import ImageProviders
+from bookbug_assets.resources import ImageProviders, LocalGpuSettings
 from bookbug_assets.storage import ArtifactStore
 from bookbug_assets.styles import StyleConfig
 
@@ -26,6 +26,24 @@ TRAINER_MODELS = {"replicate": "ostris/flux-dev-lora-trainer", "fal": "fal-ai/fl
 class TrainedStyle:
     lora: LoraRef
     metadata: dict
+
+
+# Tiny random models train at 64 px on short prompts (tests, CI): the real recipe's 512-1024 px buckets
+# would only make a CPU run slow without testing anything more.
+TINY_TRAINING = dict(resolutions=(64,), max_sequence_length=32, sample_resolution=64, sample_steps=2,
+                     sample_every=0, checkpoint_every=0, save_dtype="float32")
+
+
+def local_training_config(settings: LocalGpuSettings, config: StyleConfig):
+    """The local trainer's settings for a style: its steps and rank, the resource's base model and device."""
+    from bookbug_assets.providers._local_pipelines import TINY_RANDOM
+    from bookbug_assets.providers.local_diffusers import model_source
+    from bookbug_assets.training.local.config import LocalTrainingConfig
+
+    tiny = settings.model_dir == TINY_RANDOM
+    return LocalTrainingConfig(steps=config.training_steps, rank=config.lora_rank, device=settings.device,
+                               base_model=model_source(settings.model_dir, "flux"), tiny_random=tiny,
+                               **(TINY_TRAINING if tiny else {}))
 
 
 def _cloud_trainer(trainer: str, providers: ImageProviders):
@@ -49,8 +67,10 @@ def train_style_lora(context: dg.AssetExecutionContext, store: ArtifactStore, pr
                      pipes_client: dg.PipesSubprocessClient | None = None) -> TrainedStyle:
     style = manifest["style"]
     trainer = config.trainer
+    local_config = local_training_config(providers.local, config) if trainer == "local" else None
+    base = f":{local_config.base_model}" if local_config else ""  # a LoRA belongs to the base it was trained on
     job_hash = hashlib.sha256(f"{manifest['dataset_sha256']}:{trainer}:{config.training_steps}:"
-                              f"{config.lora_rank}".encode()).hexdigest()
+                              f"{config.lora_rank}{base}".encode()).hexdigest()
     done_key = f"styles/{style}/trained/{job_hash}.json"
     if store.exists(done_key):
         cached = store.read_json(done_key)
@@ -58,19 +78,18 @@ def train_style_lora(context: dg.AssetExecutionContext, store: ArtifactStore, pr
         return TrainedStyle(LoraRef.model_validate(cached["lora"]), {**cached["metadata"], "cache_hit": True})
 
     started = time.monotonic()
-    if trainer == "local":
-        from bookbug_assets.training.local.config import LocalTrainingConfig
+    if local_config is not None:
         from bookbug_assets.training.local.launcher import run_local_lora_training
 
         out_dir = store.local_path(f"styles/{style}/local_training/{job_hash[:16]}/weights.safetensors").parent
         out_dir.mkdir(parents=True, exist_ok=True)
         result = run_local_lora_training(
             context, pipes_client or dg.PipesSubprocessClient(), dataset_dir=str(styles_dir / style / "images"),
-            output_dir=str(out_dir), trigger_word=config.trigger_word,
-            config=LocalTrainingConfig(steps=config.training_steps, rank=config.lora_rank))
+            output_dir=str(out_dir), trigger_word=config.trigger_word, config=local_config)
         weights = Path(result.weights_path).read_bytes()
         remote_ref, cost, job_id = None, 0.0, f"local-{job_hash[:12]}"
-        extra = {"final_loss": result.final_loss, "resumed_from_step": result.start_step}
+        extra = {"final_loss": result.final_loss, "resumed_from_step": result.start_step,
+                 "base_model": local_config.base_model, "device": str(result.metadata.get("device", ""))}
     else:
         client = _cloud_trainer(trainer, providers)
         journal = f"journal/training-{job_hash}.json"

@@ -8,7 +8,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
-from bookbug_assets.providers._local_pipelines import TINY_RANDOM, build_tiny_flux_components  # noqa: E402
+from bookbug_assets.providers._local_pipelines import TINY_RANDOM  # noqa: E402
+from bookbug_assets.providers._tiny_models import build_tiny_flux_components  # noqa: E402
 from bookbug_assets.providers.base import ImageRequest, LoraRef  # noqa: E402
 from bookbug_assets.providers.local_diffusers import LocalDiffusersProvider  # noqa: E402
 from bookbug_assets.training.local import flux_lora  # noqa: E402

@@ -17,13 +17,13 @@ from typing import Any, Protocol
 
 from bookbug_assets.providers._local_pipelines import (
     TINY_RANDOM,
-    build_tiny_flux_components,
     resolve_attention_backend,
     resolve_device,
     resolve_dtype,
     set_attention_backend,
     torch_dtype,
 )
+from bookbug_assets.providers._tiny_models import build_tiny_flux_components
 from bookbug_assets.training.local.config import LocalTrainingConfig
 from bookbug_assets.training.local.data import apply_trigger, build_cache, draw_batch, encode_texts, scan_dataset
 from bookbug_assets.training.local.flux_lora import (
@@ -203,7 +203,7 @@ def train_lora(config: LocalTrainingConfig, *, dataset_dir: str, output_dir: str
     transformer.to(device)
     pipe.register_modules(transformer=transformer)
 
-    backend = resolve_attention_backend(config.attention_backend, device, dtype)
+    backend = resolve_attention_backend(config.attention_backend, device, dtype, training=True)
     set_attention_backend(transformer, backend)
     params = add_lora(transformer, rank=config.rank, alpha=config.alpha, target_modules=config.target_modules)
     checkpointing = use_gradient_checkpointing(config, device)
