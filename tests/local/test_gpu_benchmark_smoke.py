@@ -20,8 +20,10 @@ def test_smoke_run_reports_inference_provider_and_training(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"
-    # Compile is skipped here (inductor on a 2-core CPU takes ~40 s); the GPU run compiles.
-    assert bench.main(["--smoke", "--no-compile", "--json", str(out)]) == 0
+    # Compile is skipped here (inductor on a 2-core CPU takes ~40 s); the GPU run compiles. fp8 matmuls need a
+    # CUDA card, fp8 weights run anywhere: that variant checks the quantized path (fresh weights, provider).
+    variants = ["eager:cudnn:32", "eager:cudnn:32:default:fp8-weight", "model:cudnn:32"]
+    assert bench.main(["--smoke", "--no-compile", "--json", str(out), "--variants", *variants]) == 0
     results = json.loads(out.read_text())["results"]
     sections = [r["section"] for r in results]
     assert "error" not in sections, results
@@ -29,3 +31,7 @@ def test_smoke_run_reports_inference_provider_and_training(tmp_path):
     training = [r for r in results if r["section"] == "training"]
     assert all(r["loss_finite"] and r["lora_B_moved"] for r in training)  # the backward pass ran
     assert any(r.get("variant", "").startswith("stock") for r in results)
+    ours = [r for r in results if r.get("variant", "").startswith("ours eager:")]
+    assert [r["quantize"] for r in ours] == ["none", "fp8-weight"]  # the compiled variant is dropped (--no-compile)
+    assert all(r["seconds"] > 0 for r in ours)
+    assert any(r["section"] == "provider" for r in results)
