@@ -226,13 +226,17 @@ def _reference_check(context, storage: BookbugStorage, config: ReferenceCheckCon
                           is_preview=record.is_preview, has_characters=True, size=(record.width, record.height))
     review = load_state(store, book_id).targets.get(target)
     approved = bool(review and review.decision == "approve" and review.image_sha256 == record.image_sha256)
+    # The asset's own gate may have drawn several attempts for this image: keep that history.
+    earlier = load_verdicts(store, book_id).get(target)
+    kept = earlier is not None and earlier.image_sha256 == record.image_sha256
+    single = AttemptSummary(attempt=1, seed=record.seed, image_sha256=record.image_sha256, cost_usd=record.cost_usd,
+                            cache_hit=record.cache_hit, passed=result.passed, failures=result.failures)
     verdict = QualityVerdict(
         book_id=book_id, target=target, passed=result.passed, accepted=result.passed or approved,
         image_sha256=record.image_sha256, image_key=record.image_key, provider=record.provider, model=record.model,
         seed=record.seed, scores=result.scores, failures=result.failures, notes=result.notes,
-        attempts=[AttemptSummary(attempt=1, seed=record.seed, image_sha256=record.image_sha256,
-                                 cost_usd=record.cost_usd, cache_hit=record.cache_hit, passed=result.passed,
-                                 failures=result.failures)])
+        attempts=earlier.attempts if kept else [single], winner=earlier.winner if kept else 1,
+        stopped=earlier.stopped if kept else "")
     save_verdict(store, verdict)
     return dg.AssetCheckResult(passed=verdict.accepted, severity=dg.AssetCheckSeverity.ERROR,
                                metadata=verdict.metadata(), description=verdict.description())

@@ -55,7 +55,8 @@ def materialize_book(defs: dg.Definitions, instance: dg.DagsterInstance, story: 
     steps += [
         ("references", ("story", "sprite_sheet", "hero_page"), {
             "partition_key": story.book_id,
-            "run_config": ops("sprite_sheet_sprite_sheet_quality", "hero_page_hero_page_quality")}),
+            "run_config": ops("sprite_sheet", "hero_page", "sprite_sheet_sprite_sheet_quality",
+                              "hero_page_hero_page_quality")}),
         ("pages", ("book_pages",), {"run_config": ops("book_pages"), "tags": page_range}),
         ("pdf", ("book_pdf",), {"partition_key": story.book_id}),
         ("ledger", ("generation_ledger",), {}),

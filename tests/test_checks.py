@@ -58,7 +58,8 @@ def planted_image(mode: str, seed: int, size: tuple[int, int]) -> Image.Image:
 
 
 class PlantedProvider(ImageProvider):
-    """Test provider: page N's k-th distinct seed is drawn as PLAN[N][k] (default good)."""
+    """Test provider: page N's k-th distinct seed is drawn as PLAN[N][k] (default good); the sprite sheet's
+    k-th as SHEET[k] (or always SHEET, a string)."""
 
     name = "planted"
     PRICE = 0.0
@@ -73,17 +74,16 @@ class PlantedProvider(ImageProvider):
         return f"planted-{request.cache_key()[:12]}"
 
     def wait(self, job_id, request, deadline_s) -> JobOutput:
+        seeds = PlantedProvider.seen.setdefault(request.label, [])
+        if request.seed not in seeds:
+            seeds.append(request.seed)
         if request.kind == "sprite_sheet":
-            mode = self.SHEET
+            plan = [self.SHEET] if isinstance(self.SHEET, str) else self.SHEET
         elif request.kind == "hero_page":
-            mode = "good"
+            plan = ["good"]
         else:
-            number = int(request.label.split()[-1])
-            seeds = PlantedProvider.seen.setdefault(request.label, [])
-            if request.seed not in seeds:
-                seeds.append(request.seed)
-            plan = self.PLAN.get(number, ["good"])
-            mode = plan[min(seeds.index(request.seed), len(plan) - 1)]
+            plan = self.PLAN.get(int(request.label.split()[-1]), ["good"])
+        mode = plan[min(seeds.index(request.seed), len(plan) - 1)]
         out = io.BytesIO()
         planted_image(mode, request.seed, (request.width, request.height)).save(out, format="PNG")
         return JobOutput(image=out.getvalue(), version="planted-1", seed=request.seed)
@@ -252,3 +252,24 @@ def test_a_blank_sprite_sheet_fails_and_blocks_the_hero_page(planted, defs_for, 
     assert not evals["sprite_sheet_quality"].passed
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "hero_page" not in materialized
+    rows = [r for r in Ledger(defs.resources["storage"].store()).rows(story.book_id) if r.asset == "sprite_sheet"]
+    assert len(rows) == 3  # redrawn up to max_attempts before the check gave up on it
+
+
+def test_a_blank_sprite_sheet_is_redrawn_and_the_book_goes_on(planted, defs_for, instance):
+    defs = defs_for()
+    story = write_story(planted, "second-sheet", pages=1)
+    PlantedProvider.SHEET = ["blank", "sheet"]
+    result = render_references(defs, instance, story)
+    assert result.success
+    evals = evaluations(result)
+    assert evals["sprite_sheet_quality"].passed and evals["hero_page_quality"].passed
+    sheet = next(e.materialization.metadata for e in result.get_asset_materialization_events()
+                 if e.asset_key.to_user_string() == "sprite_sheet")
+    assert sheet["winning_attempt"].value == 2 and sheet["accepted"].value is True
+    assert "blank" in sheet["attempts_table"].value  # attempt 1 lost, and the table says why
+    store = defs.resources["storage"].store()
+    rows = [r for r in Ledger(store).rows(story.book_id) if r.asset == "sprite_sheet"]
+    assert len(rows) == 2 and len({r.seed for r in rows}) == 2  # two paid draws, two seeds
+    verdict = load_verdicts(store, story.book_id)["sprite_sheet"]
+    assert verdict.winner == 2 and len(verdict.attempts) == 2  # the check kept the asset's attempt history

@@ -19,7 +19,6 @@ from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import dagster as dg
-from pydantic import Field
 
 from bookbug_assets.assets._shared import (
     NO_TEXT, book_key, character_lines, generation_context, image_metadata, load_record, load_story, make_request,
@@ -27,24 +26,17 @@ from bookbug_assets.assets._shared import (
 )
 from bookbug_assets.assets.characters import STYLE_DEP
 from bookbug_assets.assets.style import load_style_profile
-from bookbug_assets.checks import (
-    AttemptSummary, QualityThresholds, QualityVerdict, assess_image, check_evaluation, page_check_spec,
-    quality_reference, save_verdict,
-)
-from bookbug_assets.generation import GenerationContext, GenerationRecord, generate_image
-from bookbug_assets.ledger import BudgetExceeded, LedgerRow
+from bookbug_assets.assets._gate import ImageGateConfig, attempts_markdown, render_with_gate
+from bookbug_assets.checks import QualityVerdict, check_evaluation, page_check_spec, quality_reference
+from bookbug_assets.generation import GenerationRecord, generate_image
 from bookbug_assets.partitions import book_pages_partitions, split_page_key
-from bookbug_assets.providers.base import ImageRequest
 from bookbug_assets.resources import BookbugStorage, ImageProviders
-from bookbug_assets.review import ReviewState, load_state, page_target, reviewed_request
+from bookbug_assets.review import load_state, page_target
 from bookbug_assets.stories.models import Story
 
 
-class BookPagesConfig(dg.Config):
-    max_attempts: int = Field(3, ge=1, le=10, description="Renders per page, counting the first, while it "
-                                                          "fails its quality gate and the budget allows.")
-    quality_gate: bool = Field(True, description="Off: every rendered page is accepted (no regeneration).")
-    thresholds: QualityThresholds = QualityThresholds()
+class BookPagesConfig(ImageGateConfig):
+    """The pages' quality gate and regeneration (see _gate.render_with_gate)."""
 
 
 def page_prompt(story: Story, page_no: int, profile: dict) -> str:
@@ -93,8 +85,8 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
             record, verdict = render_with_gate(
                 request, lambda r: generate_image(r, provider, ctx, reference_bytes=ref_bytes,
                                                   partition=f"{book_id}|{page}"),
-                store=store, story=story, target=target, ctx=ctx, config=config, qref=qref,
-                has_characters=bool(story.pages[number - 1].characters), review=review)
+                store=store, story=story, target=target, partition=f"{book_id}|{page}", kind="page", ctx=ctx,
+                config=config, qref=qref, has_characters=bool(story.pages[number - 1].characters), review=review)
             page_record = book_key(book_id, f"pages/{page}.json")
             if verdict.accepted:
                 store.write_json(page_record, record.model_dump(mode="json"))
@@ -144,75 +136,6 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
         pool.shutdown(wait=True)
     if failures:
         raise dg.Failure(f"{len(failures)} page(s) failed; the others are kept:\n" + "\n".join(failures))
-
-
-def render_with_gate(request: ImageRequest, generate, *, store, story: Story, target: str, ctx: GenerationContext,
-                     config: BookPagesConfig, qref, has_characters: bool,
-                     review: ReviewState) -> tuple[GenerationRecord, QualityVerdict]:
-    """Render `request` until an attempt passes the gate (or is approved), attempts or budget run out.
-
-    Attempt 1 is the request as reviewed (review.reviewed_request); later attempts change only the
-    seed. The winner is the first accepted attempt, else the best failing one (fewest failures).
-    A reviewer's approval of an attempt's exact bytes accepts it over the gate.
-    """
-    decision = review.targets.get(target)
-    approved_sha = decision.image_sha256 if decision and decision.decision == "approve" else None
-    tried: list[tuple[GenerationRecord, AttemptSummary, object]] = []
-    stopped = ""
-    for attempt in range(1, config.max_attempts + 1):
-        attempt_request = reviewed_request(store, story, target, request, attempt, review)
-        try:
-            record = generate(attempt_request)
-        except BudgetExceeded as exc:
-            if not tried:
-                raise
-            stopped = f"budget: {exc}"
-            ctx.ledger.append(LedgerRow(
-                run_id=ctx.run_id, book_id=ctx.book_id, asset=ctx.asset, partition=f"{story.book_id}|{target[5:]}",
-                kind=attempt_request.kind, provider=attempt_request.provider, model=attempt_request.model,
-                seed=attempt_request.seed, request_key=attempt_request.cache_key(), status="budget_stop",
-                attempt=attempt, error=str(exc), is_preview=attempt_request.provider == "preview"))
-            break
-        if qref is None:  # gate off: the first image is the page
-            result = None
-            passed = True
-        else:
-            result = assess_image(store.read_bytes(record.image_key), qref, config.thresholds, kind="page",
-                                  is_preview=record.is_preview, has_characters=has_characters,
-                                  size=(record.width, record.height))
-            passed = result.passed
-        summary = AttemptSummary(attempt=attempt, seed=record.seed, image_sha256=record.image_sha256,
-                                 cost_usd=record.cost_usd, cache_hit=record.cache_hit, passed=passed,
-                                 failures=result.failures if result else [])
-        tried.append((record, summary, result))
-        if passed or record.image_sha256 == approved_sha:
-            break
-    accepted = [t for t in tried if t[1].passed or t[0].image_sha256 == approved_sha]
-    record, summary, result = accepted[0] if accepted else min(tried, key=lambda t: len(t[1].failures))
-    verdict = QualityVerdict(
-        book_id=story.book_id, target=target, passed=summary.passed, accepted=bool(accepted),
-        image_sha256=record.image_sha256, image_key=record.image_key, provider=record.provider, model=record.model,
-        seed=record.seed, scores=result.scores if result else {}, failures=summary.failures,
-        notes=(result.notes if result else ["quality gate off"]), attempts=[t[1] for t in tried],
-        winner=summary.attempt, stopped=stopped)
-    save_verdict(store, verdict)
-    return record, verdict
-
-
-def attempts_markdown(verdict: QualityVerdict) -> str:
-    """Which attempt won and why each other one lost, for the page's materialization."""
-    rows = ["| attempt | seed | cost | cache | result |", "|---|---|---|---|---|"]
-    for a in verdict.attempts:
-        if a.attempt == verdict.winner:
-            outcome = "**won**" + (f" (still failing: {'; '.join(a.failures)})" if a.failures else "")
-        elif a.failures:
-            outcome = "lost: " + "; ".join(a.failures)
-        else:
-            outcome = "lost: a better attempt was accepted"
-        rows.append(f"| {a.attempt} | {a.seed} | ${a.cost_usd:.3f} | {'yes' if a.cache_hit else 'no'} | {outcome} |")
-    if verdict.stopped:
-        rows.append(f"\nRegeneration stopped early: {verdict.stopped}")
-    return "\n".join(rows)
 
 
 def build_book_pages(pool: str | None = None) -> dg.AssetsDefinition:

@@ -1,0 +1,95 @@
+"""The quality gate every generated image passes: render, assess, redraw with a new seed while it fails.
+
+Pages, the sprite sheet and the hero page all go through `render_with_gate`; attempts stop at
+`max_attempts` or when the book's budget would be exceeded, and every attempt is a ledger row.
+"""
+
+import dagster as dg
+from pydantic import Field
+
+from bookbug_assets.checks import (
+    AttemptSummary, QualityReference, QualityThresholds, QualityVerdict, assess_image, save_verdict,
+)
+from bookbug_assets.generation import GenerationContext, GenerationRecord
+from bookbug_assets.ledger import BudgetExceeded, LedgerRow
+from bookbug_assets.providers.base import ImageRequest
+from bookbug_assets.review import ReviewState, reviewed_request
+from bookbug_assets.storage import ArtifactStore
+from bookbug_assets.stories.models import Story
+
+
+class ImageGateConfig(dg.Config):
+    max_attempts: int = Field(3, ge=1, le=10, description="Renders per image, counting the first, while it "
+                                                          "fails its quality gate and the budget allows.")
+    quality_gate: bool = Field(True, description="Off: every rendered image is accepted (no regeneration).")
+    thresholds: QualityThresholds = QualityThresholds()
+
+
+def render_with_gate(request: ImageRequest, generate, *, store: ArtifactStore, story: Story, target: str,
+                     partition: str, kind: str, ctx: GenerationContext, config: ImageGateConfig,
+                     qref: QualityReference | None, has_characters: bool,
+                     review: ReviewState) -> tuple[GenerationRecord, QualityVerdict]:
+    """Render `request` until an attempt passes the gate (or is approved), attempts or budget run out.
+
+    Attempt 1 is the request as reviewed (review.reviewed_request); later attempts change only the
+    seed. The winner is the first accepted attempt, else the best failing one (fewest failures).
+    A reviewer's approval of an attempt's exact bytes accepts it over the gate.
+    """
+    decision = review.targets.get(target)
+    approved_sha = decision.image_sha256 if decision and decision.decision == "approve" else None
+    tried: list[tuple[GenerationRecord, AttemptSummary, object]] = []
+    stopped = ""
+    for attempt in range(1, config.max_attempts + 1):
+        attempt_request = reviewed_request(store, story, target, request, attempt, review)
+        try:
+            record = generate(attempt_request)
+        except BudgetExceeded as exc:
+            if not tried:
+                raise
+            stopped = f"budget: {exc}"
+            ctx.ledger.append(LedgerRow(
+                run_id=ctx.run_id, book_id=ctx.book_id, asset=ctx.asset, partition=partition,
+                kind=attempt_request.kind, provider=attempt_request.provider, model=attempt_request.model,
+                seed=attempt_request.seed, request_key=attempt_request.cache_key(), status="budget_stop",
+                attempt=attempt, error=str(exc), is_preview=attempt_request.provider == "preview"))
+            break
+        if qref is None:  # gate off: the first image is taken
+            result = None
+            passed = True
+        else:
+            result = assess_image(store.read_bytes(record.image_key), qref, config.thresholds, kind=kind,
+                                  is_preview=record.is_preview, has_characters=has_characters,
+                                  size=(record.width, record.height))
+            passed = result.passed
+        summary = AttemptSummary(attempt=attempt, seed=record.seed, image_sha256=record.image_sha256,
+                                 cost_usd=record.cost_usd, cache_hit=record.cache_hit, passed=passed,
+                                 failures=result.failures if result else [])
+        tried.append((record, summary, result))
+        if passed or record.image_sha256 == approved_sha:
+            break
+    accepted = [t for t in tried if t[1].passed or t[0].image_sha256 == approved_sha]
+    record, summary, result = accepted[0] if accepted else min(tried, key=lambda t: len(t[1].failures))
+    verdict = QualityVerdict(
+        book_id=story.book_id, target=target, passed=summary.passed, accepted=bool(accepted),
+        image_sha256=record.image_sha256, image_key=record.image_key, provider=record.provider, model=record.model,
+        seed=record.seed, scores=result.scores if result else {}, failures=summary.failures,
+        notes=(result.notes if result else ["quality gate off"]), attempts=[t[1] for t in tried],
+        winner=summary.attempt, stopped=stopped)
+    save_verdict(store, verdict)
+    return record, verdict
+
+
+def attempts_markdown(verdict: QualityVerdict) -> str:
+    """Which attempt won and why each other one lost, for the image's materialization."""
+    rows = ["| attempt | seed | cost | cache | result |", "|---|---|---|---|---|"]
+    for a in verdict.attempts:
+        if a.attempt == verdict.winner:
+            outcome = "**won**" + (f" (still failing: {'; '.join(a.failures)})" if a.failures else "")
+        elif a.failures:
+            outcome = "lost: " + "; ".join(a.failures)
+        else:
+            outcome = "lost: a better attempt was accepted"
+        rows.append(f"| {a.attempt} | {a.seed} | ${a.cost_usd:.3f} | {'yes' if a.cache_hit else 'no'} | {outcome} |")
+    if verdict.stopped:
+        rows.append(f"\nRegeneration stopped early: {verdict.stopped}")
+    return "\n".join(rows)
