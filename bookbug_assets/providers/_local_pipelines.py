@@ -220,7 +220,10 @@ def quantize_denoiser(denoiser: Any, mode: str, device: str) -> None:
 
     config = (Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()) if mode == "fp8"
               else Float8WeightOnlyConfig())
-    quantize_(denoiser, config, filter_fn=_fp8_friendly_linear)
+    # With a CUDA device torchao moves and quantizes one layer at a time, so a CPU-resident bf16 model never sits
+    # on the card whole.
+    quantize_(denoiser, config, filter_fn=_fp8_friendly_linear,
+              device=device if device.startswith("cuda") else None)
 
 
 def _fp8_friendly_linear(module: Any, fqn: str) -> bool:

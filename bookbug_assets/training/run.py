@@ -41,9 +41,11 @@ def local_training_config(settings: LocalGpuSettings, config: StyleConfig):
     from bookbug_assets.training.local.config import LocalTrainingConfig
 
     tiny = settings.model_dir == TINY_RANDOM
+    # A card that needs fp8 weights to render needs them to train too; training has no fp8 matmul path.
+    quantize_base = "fp8-weight" if settings.quantize != "none" else "none"
     return LocalTrainingConfig(steps=config.training_steps, rank=config.lora_rank, device=settings.device,
                                base_model=model_source(settings.model_dir, "flux"), tiny_random=tiny,
-                               **(TINY_TRAINING if tiny else {}))
+                               quantize_base=quantize_base, **(TINY_TRAINING if tiny else {}))
 
 
 def _cloud_trainer(trainer: str, providers: ImageProviders):
@@ -68,7 +70,10 @@ def train_style_lora(context: dg.AssetExecutionContext, store: ArtifactStore, pr
     style = manifest["style"]
     trainer = config.trainer
     local_config = local_training_config(providers.local, config) if trainer == "local" else None
-    base = f":{local_config.base_model}" if local_config else ""  # a LoRA belongs to the base it was trained on
+    base = ""  # a LoRA belongs to the base it was trained on, and to that base's precision
+    if local_config is not None:
+        base = f":{local_config.base_model}" + (f":{local_config.quantize_base}"
+                                                 if local_config.quantize_base != "none" else "")
     job_hash = hashlib.sha256(f"{manifest['dataset_sha256']}:{trainer}:{config.training_steps}:"
                               f"{config.lora_rank}{base}".encode()).hexdigest()
     done_key = f"styles/{style}/trained/{job_hash}.json"

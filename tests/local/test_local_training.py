@@ -1,6 +1,7 @@
 """The local FLUX LoRA trainer on tiny random models (CPU, offline): learning, saving, resuming, samples."""
 
 import hashlib
+import math
 
 import pytest
 
@@ -159,3 +160,30 @@ def test_config_targets_match_the_trainer():
     assert DEFAULT_TARGETS == flux_lora.DEFAULT_TARGET_MODULES
     with pytest.raises(ValueError):
         LocalTrainingConfig(attention_backend="cudnn")  # its backward crashed on an H200
+
+
+def test_lora_trains_on_fp8_base_weights(tmp_path, tiny_dataset):
+    from torchao.quantization import Float8Tensor
+
+    from bookbug_assets.providers._local_pipelines import quantize_denoiser
+
+    # The fixed-sample check of the full-precision test, on a base whose linear weights are fp8.
+    latents, embeds, pooled, _, _ = fixed_sample()
+    transformer = build_tiny_flux_components(0)["transformer"]
+    quantize_denoiser(transformer, "fp8-weight", "cpu")
+    assert isinstance(transformer.transformer_blocks[0].attn.to_q.weight, Float8Tensor)
+    params = flux_lora.add_lora(transformer, rank=8)
+    optimizer = flux_lora.make_optimizer(params, lr=3e-2, weight_decay=0.0, use_8bit=False, device="cpu")
+    losses = [float(flux_lora.training_step(transformer, optimizer, params, latents, embeds, pooled,
+                                            generator=torch.Generator().manual_seed(0))) for _ in range(20)]
+    assert losses[-1] < 0.8 * losses[0]
+
+    # And the trainer end to end: the weights it writes are plain fp32 LoRA tensors any base can load.
+    summary = train_lora(tiny_config(quantize_base="fp8-weight"), dataset_dir=str(tiny_dataset),
+                         output_dir=str(tmp_path / "fp8"), trigger_word="bbstyle")
+    assert summary.steps == 4 and all(math.isfinite(loss) for _, loss in summary.losses)
+    from diffusers import FluxPipeline
+
+    pipe = FluxPipeline(**build_tiny_flux_components(0))
+    pipe.load_lora_weights(summary.weights_path, adapter_name="style")
+    assert "style" in pipe.get_list_adapters()["transformer"]

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from bookbug_assets.providers._local_pipelines import (
     TINY_RANDOM,
+    quantize_denoiser,
     resolve_attention_backend,
     resolve_device,
     resolve_dtype,
@@ -200,6 +201,7 @@ def train_lora(config: LocalTrainingConfig, *, dataset_dir: str, output_dir: str
     pipe.text_encoder, pipe.text_encoder_2 = None, None  # everything is encoded; free the card for the transformer
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
+    quantize_denoiser(transformer, config.quantize_base, device)  # layer by layer on the card: no bf16 peak
     transformer.to(device)
     pipe.register_modules(transformer=transformer)
 
@@ -212,7 +214,8 @@ def train_lora(config: LocalTrainingConfig, *, dataset_dir: str, output_dir: str
     if config.compile and device.startswith("cuda"):
         # After add_lora so the LoRA layers are inside the graphs; graph breaks allowed (peft's dtype casts).
         transformer.compile_repeated_blocks()
-    reporter.log(f"attention={backend} gradient_checkpointing={checkpointing} compile={config.compile}")
+    reporter.log(f"attention={backend} gradient_checkpointing={checkpointing} compile={config.compile} "
+                 f"base weights={config.quantize_base if config.quantize_base != 'none' else dtype}")
     transformer.train()
     optimizer = make_optimizer(params, lr=config.learning_rate, weight_decay=config.weight_decay,
                                use_8bit=config.use_8bit_adam, device=device)
