@@ -281,11 +281,13 @@ def provider_end_to_end(report: Report, args, cache, spec, device: str, text_tok
 def bench_training(report: Report, args, device: str, dtype) -> None:
     import torch
 
-    from bookbug_assets.providers._local_pipelines import FLUX_DEV_TRANSFORMER_CONFIG, set_attention_backend
+    from bookbug_assets.providers._local_pipelines import (FLUX_DEV_TRANSFORMER_CONFIG, quantize_denoiser,
+                                                           set_attention_backend)
     from bookbug_assets.training.local import flux_lora
 
     config = TINY_TRANSFORMER if args.smoke else FLUX_DEV_TRANSFORMER_CONFIG
     transformer = random_transformer(config, device, dtype)
+    quantize_denoiser(transformer, args.train_quantize_base, device)  # the trainer's quantize_base
     if device != "cpu":
         set_attention_backend(transformer, args.attention)  # and training_step excludes cuDNN on top
     params = flux_lora.add_lora(transformer, rank=16)
@@ -332,7 +334,8 @@ def bench_training(report: Report, args, device: str, dtype) -> None:
                         loss=round(float(losses[-1]), 5), loss_finite=bool(torch.isfinite(losses[-1])),
                         lora_B_moved=moved > 0, trainable_params=sum(p.numel() for p in params),
                         attention=args.attention if device != "cpu" else "native (cuDNN excluded)",
-                        compiled=args.train_compile, first_step_s=round(first_step, 2))
+                        compiled=args.train_compile, first_step_s=round(first_step, 2),
+                        base_weights=args.train_quantize_base)
         except torch.OutOfMemoryError as exc:
             report.note(section="training", size=size, gradient_checkpointing=checkpointing, error=f"OOM: {exc}"[:300])
             optimizer.zero_grad(set_to_none=True)
@@ -360,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="size:checkpointing pairs, e.g. 512:0 1024:1 (default 512:0 1024:0 1024:1)")
     parser.add_argument("--train-compile", choices=["auto", "on", "off"], default="auto",
                         help="regional torch.compile of the LoRA'd blocks; auto = on for CUDA, like the trainer")
+    parser.add_argument("--train-quantize-base", choices=["none", "fp8-weight"], default="none",
+                        help="fp8 base weights for every training case, like the trainer's quantize_base")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--train-warmup", type=int, default=2)

@@ -15,10 +15,15 @@ pytestmark = pytest.mark.local_gpu
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_flux.py"
 
 
-def test_smoke_run_reports_inference_provider_and_training(tmp_path):
+@pytest.fixture(scope="module")
+def bench():
     spec = importlib.util.spec_from_file_location("gpu_flux_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_run_reports_inference_provider_and_training(bench, tmp_path):
     out = tmp_path / "bench.json"
     # Compile is skipped here (inductor on a 2-core CPU takes ~40 s); the GPU run compiles. fp8 matmuls need a
     # CUDA card, fp8 weights run anywhere: that variant checks the quantized path (fresh weights, provider).
@@ -35,3 +40,11 @@ def test_smoke_run_reports_inference_provider_and_training(tmp_path):
     assert [r["quantize"] for r in ours] == ["none", "fp8-weight"]  # the compiled variant is dropped (--no-compile)
     assert all(r["seconds"] > 0 for r in ours)
     assert any(r["section"] == "provider" for r in results)
+
+
+def test_smoke_training_on_fp8_base_weights(bench, tmp_path):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--smoke", "--skip-inference", "--train-quantize-base", "fp8-weight", "--train-cases", "64:1",
+                       "--json", str(out)]) == 0
+    (row,) = [r for r in json.loads(out.read_text())["results"] if r["section"] == "training"]
+    assert row["base_weights"] == "fp8-weight" and row["loss_finite"] and row["lora_B_moved"]
