@@ -335,7 +335,8 @@ def bench_training(report: Report, args, device: str, dtype) -> None:
                         lora_B_moved=moved > 0, trainable_params=sum(p.numel() for p in params),
                         attention=args.attention if device != "cpu" else "native (cuDNN excluded)",
                         compiled=args.train_compile, first_step_s=round(first_step, 2),
-                        base_weights=args.train_quantize_base)
+                        quantized_linears=sum(type(getattr(m, "weight", None)).__name__ == "Float8Tensor"
+                                              for m in transformer.modules()))
         except torch.OutOfMemoryError as exc:
             report.note(section="training", size=size, gradient_checkpointing=checkpointing, error=f"OOM: {exc}"[:300])
             optimizer.zero_grad(set_to_none=True)

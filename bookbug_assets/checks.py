@@ -226,17 +226,20 @@ def _reference_check(context, storage: BookbugStorage, config: ReferenceCheckCon
                           is_preview=record.is_preview, has_characters=True, size=(record.width, record.height))
     review = load_state(store, book_id).targets.get(target)
     approved = bool(review and review.decision == "approve" and review.image_sha256 == record.image_sha256)
-    # The asset's own gate may have drawn several attempts for this image: keep that history.
+    # The asset's own gate may have drawn several attempts for this image: keep that history, with the kept
+    # image's entry judged by this check's thresholds (they may differ from the asset's).
     earlier = load_verdicts(store, book_id).get(target)
     kept = earlier is not None and earlier.image_sha256 == record.image_sha256
-    single = AttemptSummary(attempt=1, seed=record.seed, image_sha256=record.image_sha256, cost_usd=record.cost_usd,
-                            cache_hit=record.cache_hit, passed=result.passed, failures=result.failures)
+    winner = earlier.winner if kept else 1
+    judged = AttemptSummary(attempt=winner, seed=record.seed, image_sha256=record.image_sha256,
+                            cost_usd=record.cost_usd, cache_hit=record.cache_hit, passed=result.passed,
+                            failures=result.failures)
+    attempts = [judged if a.attempt == winner else a for a in earlier.attempts] if kept else [judged]
     verdict = QualityVerdict(
         book_id=book_id, target=target, passed=result.passed, accepted=result.passed or approved,
         image_sha256=record.image_sha256, image_key=record.image_key, provider=record.provider, model=record.model,
         seed=record.seed, scores=result.scores, failures=result.failures, notes=result.notes,
-        attempts=earlier.attempts if kept else [single], winner=earlier.winner if kept else 1,
-        stopped=earlier.stopped if kept else "")
+        attempts=attempts, winner=winner, stopped=earlier.stopped if kept else "")
     save_verdict(store, verdict)
     return dg.AssetCheckResult(passed=verdict.accepted, severity=dg.AssetCheckSeverity.ERROR,
                                metadata=verdict.metadata(), description=verdict.description())

@@ -8,10 +8,10 @@ name, never its value.
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Literal, Mapping
 
 import dagster as dg
-from pydantic import PrivateAttr, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError
 
 from bookbug_assets.generation import RetryPolicy
 from bookbug_assets.providers.base import ConfigurationError, ImageProvider
@@ -69,19 +69,27 @@ class LocalGpuSettings(dg.Config):
     random tiny models in memory (tests, CI). The rest are `LocalDiffusersProvider`'s speed and memory options.
     """
 
+    # Kept in step with _local_pipelines' OFFLOAD_MODES, ATTENTION_BACKENDS and QUANTIZE_MODES (a test checks),
+    # so a wrong value fails when the definitions load, naming its variable, not in the middle of a run.
     model_dir: str | None = None
     device: str = "auto"
-    dtype: str = "auto"
-    offload: str = "none"  # "model" or "sequential" CPU offload for cards under ~34 GB
-    attention_backend: str = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    offload: Literal["none", "model", "sequential"] = "none"  # CPU offload for cards under ~34 GB
+    attention_backend: Literal["auto", "native", "flash", "efficient", "math", "cudnn"] = "auto"
     compile: bool = False
-    compile_scope: str = "blocks"
+    compile_scope: Literal["blocks", "model"] = "blocks"
     compile_mode: str | None = None
     fuse_qkv: bool = False
-    quantize: str = "none"  # "fp8" (sm89+) or "fp8-weight"
-    step_cache: float = 0.0  # First Block Cache threshold, 0 = off
-    max_sequence_length: int = 512
-    num_inference_steps: int | None = None
+    quantize: Literal["none", "fp8", "fp8-weight"] = "none"  # fp8 needs sm89+ (Ada, Hopper)
+    step_cache: float = Field(0.0, ge=0.0)  # First Block Cache threshold, 0 = off
+    max_sequence_length: int = Field(512, ge=8, le=512)
+    num_inference_steps: int | None = Field(None, ge=1)
+    # The local trainer's base weights (style_lora with trainer: local): fp8-weight for 24 GB cards.
+    train_quantize_base: Literal["none", "fp8-weight"] = "none"
+
+    def provider_kwargs(self) -> dict:
+        """LocalDiffusersProvider's keyword arguments (everything but the trainer's setting)."""
+        return self.model_dump(exclude={"train_quantize_base"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "LocalGpuSettings":
@@ -115,7 +123,6 @@ class ImageProviders(dg.ConfigurableResource):
     poll_interval_s: float = 1.0
 
     _built: dict[str, ImageProvider] = PrivateAttr(default_factory=dict)
-    _pipelines: Any = PrivateAttr(default=None)  # the local family's PipelineCache: one load per process
     _announced: bool = PrivateAttr(default=False)
 
     def retry_policy(self) -> RetryPolicy:
@@ -145,7 +152,8 @@ class ImageProviders(dg.ConfigurableResource):
         """One provider object per family per run, so a local pipeline loads once.
 
         `store` lets the local family read a pinned LoRA's weights file by its artifact key; a provider
-        built without one (for prices, say) is kept apart, and both share the process's loaded pipelines.
+        built without one (for prices, say) is kept apart. Local pipelines live in the process-wide
+        PROCESS_PIPELINES: Dagster copies a resource for every run, and one process may run several.
         """
         key = f"{family}:{'store' if store is not None else 'no store'}"
         if key not in self._built:
@@ -166,9 +174,7 @@ class ImageProviders(dg.ConfigurableResource):
             return cls(key=self.fal_key, base_url=self.fal_base_url, poll_interval_s=self.poll_interval_s)
         if family == "local":
             resolver = (lambda lora: str(store.local_path(lora.key))) if store is not None else None
-            if self._pipelines is None:
-                from bookbug_assets.providers._local_pipelines import PipelineCache
+            from bookbug_assets.providers._local_pipelines import PROCESS_PIPELINES
 
-                self._pipelines = PipelineCache()
-            return cls(**self.local.model_dump(), lora_path_resolver=resolver, pipeline_cache=self._pipelines)
+            return cls(**self.local.provider_kwargs(), lora_path_resolver=resolver, pipeline_cache=PROCESS_PIPELINES)
         return cls()

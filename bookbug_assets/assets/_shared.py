@@ -92,7 +92,7 @@ def make_request(*, family: str, model: str, caps: ModelCapabilities, story: Sto
     return ImageRequest(provider=family, model=model, kind=kind, prompt=prompt, width=width, height=height,
                         seed=derived_seed(story, seed_name), references=references, lora=lora,
                         characters=tokens(story, character_ids), palette=tuple(profile.get("palette", ())),
-                        label=label, scene=scene)
+                        label=label, scene=scene, variant=caps.variant)
 
 
 def generation_context(context: dg.AssetExecutionContext, store: ArtifactStore, providers: ImageProviders,

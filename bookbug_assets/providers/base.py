@@ -75,10 +75,13 @@ class ImageRequest(BaseModel):
     palette: tuple[str, ...] = ()
     label: str = ""
     scene: str = ""
+    variant: str = ""  # ModelCapabilities.variant of the provider that draws it
 
     def cache_key(self) -> str:
         """sha256 of the whole request; references and LoRA enter by content hash."""
         payload = self.model_dump(mode="json")
+        if not payload["variant"]:
+            payload.pop("variant")  # requests from before the field existed keep their keys (and cache)
         for ref in payload["references"]:
             ref.pop("key")  # where the bytes live does not change the picture
         if payload["lora"]:
@@ -101,6 +104,9 @@ class ModelCapabilities(BaseModel):
     max_size: int = 2048
     price_usd: float = 0.0  # per output image
     notes: str = ""
+    # Provider settings that change the picture for the same request (lossy speed options such as fp8 weights):
+    # requests carry it, so switching them never returns the other setting's cached images.
+    variant: str = ""
 
 
 class JobOutput(BaseModel):

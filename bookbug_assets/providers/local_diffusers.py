@@ -13,7 +13,6 @@ import importlib.util
 import io
 import os
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -138,7 +137,6 @@ class LocalDiffusersProvider(ImageProvider):
         self._cache = pipeline_cache if pipeline_cache is not None else PipelineCache()
         self._tiny_seed = tiny_seed
         self._results: dict[str, JobOutput] = {}
-        self._lock = threading.Lock()  # one card: generations run one at a time
 
     # -- interface ------------------------------------------------------------------------------
 
@@ -155,7 +153,12 @@ class LocalDiffusersProvider(ImageProvider):
             model=model, max_references=entry.max_references, lora_family=entry.lora_family,
             requires_reference=False, seed_deterministic=True, min_size=64 if tiny else 256,
             max_size=128 if tiny else 2048,
-            price_usd=0.0, notes=entry.notes)
+            price_usd=0.0, notes=entry.notes, variant=self._variant())
+
+    def _variant(self) -> str:
+        """The lossy options in force; exact ones (attention kernel, compile, fused QKV) leave it empty."""
+        lossy = {"quantize": self._quantize, "step_cache": self._step_cache}
+        return ",".join(f"{k}={v}" for k, v in lossy.items() if v not in ("none", 0, 0.0))
 
     def submit(self, request: ImageRequest, reference_bytes: dict[str, bytes]) -> str:
         self.validate(request)
@@ -226,7 +229,7 @@ class LocalDiffusersProvider(ImageProvider):
             # Without max_area Kontext rescales the output to 1024x1024 whatever was asked (reference §1.1).
             kwargs.update(max_area=width * height, _auto_resize=False,
                           image=self._reference_image(request, reference_bytes, width * height, multiple))
-        with self._lock:
+        with self._cache.in_use(spec):  # one pipeline, one card: its generations run one at a time
             lora_name = self._apply_lora(pipe, request.lora)
             image = pipe(**kwargs).images[0]
         if image.size != (request.width, request.height):

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from bookbug_assets.ledger import Ledger, LedgerRow
+from bookbug_assets.providers._local_pipelines import TINY_RANDOM  # no torch at import
 from bookbug_assets.providers.base import ConfigurationError, LoraRef
 from bookbug_assets.resources import ImageProviders, LocalGpuSettings
 from bookbug_assets.storage import ArtifactStore
@@ -36,16 +37,13 @@ TINY_TRAINING = dict(resolutions=(64,), max_sequence_length=32, sample_resolutio
 
 def local_training_config(settings: LocalGpuSettings, config: StyleConfig):
     """The local trainer's settings for a style: its steps and rank, the resource's base model and device."""
-    from bookbug_assets.providers._local_pipelines import TINY_RANDOM
     from bookbug_assets.providers.local_diffusers import model_source
     from bookbug_assets.training.local.config import LocalTrainingConfig
 
     tiny = settings.model_dir == TINY_RANDOM
-    # A card that needs fp8 weights to render needs them to train too; training has no fp8 matmul path.
-    quantize_base = "fp8-weight" if settings.quantize != "none" else "none"
     return LocalTrainingConfig(steps=config.training_steps, rank=config.lora_rank, device=settings.device,
                                base_model=model_source(settings.model_dir, "flux"), tiny_random=tiny,
-                               quantize_base=quantize_base, **(TINY_TRAINING if tiny else {}))
+                               quantize_base=settings.train_quantize_base, **(TINY_TRAINING if tiny else {}))
 
 
 def _cloud_trainer(trainer: str, providers: ImageProviders):
@@ -70,10 +68,14 @@ def train_style_lora(context: dg.AssetExecutionContext, store: ArtifactStore, pr
     style = manifest["style"]
     trainer = config.trainer
     local_config = local_training_config(providers.local, config) if trainer == "local" else None
-    base = ""  # a LoRA belongs to the base it was trained on, and to that base's precision
-    if local_config is not None:
-        base = f":{local_config.base_model}" + (f":{local_config.quantize_base}"
-                                                 if local_config.quantize_base != "none" else "")
+    # A LoRA belongs to the base it was trained on and that base's precision. The base is named only when it is
+    # not FLUX.1-dev: moving the model folder must not retrain, and earlier hashes stay valid.
+    base_parts = []
+    if local_config is not None and local_config.tiny_random:
+        base_parts.append(TINY_RANDOM)
+    if local_config is not None and local_config.quantize_base != "none":
+        base_parts.append(local_config.quantize_base)
+    base = "".join(f":{part}" for part in base_parts)
     job_hash = hashlib.sha256(f"{manifest['dataset_sha256']}:{trainer}:{config.training_steps}:"
                               f"{config.lora_rank}{base}".encode()).hexdigest()
     done_key = f"styles/{style}/trained/{job_hash}.json"

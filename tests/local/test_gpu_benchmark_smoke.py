@@ -26,7 +26,7 @@ def bench():
 def test_smoke_run_reports_inference_provider_and_training(bench, tmp_path):
     out = tmp_path / "bench.json"
     # Compile is skipped here (inductor on a 2-core CPU takes ~40 s); the GPU run compiles. fp8 matmuls need a
-    # CUDA card, fp8 weights run anywhere: that variant checks the quantized path (fresh weights, provider).
+    # CUDA card, fp8 weights run anywhere: that variant checks the quantized path on fresh weights.
     variants = ["eager:cudnn:32", "eager:cudnn:32:default:fp8-weight", "model:cudnn:32"]
     assert bench.main(["--smoke", "--no-compile", "--json", str(out), "--variants", *variants]) == 0
     results = json.loads(out.read_text())["results"]
@@ -47,4 +47,4 @@ def test_smoke_training_on_fp8_base_weights(bench, tmp_path):
     assert bench.main(["--smoke", "--skip-inference", "--train-quantize-base", "fp8-weight", "--train-cases", "64:1",
                        "--json", str(out)]) == 0
     (row,) = [r for r in json.loads(out.read_text())["results"] if r["section"] == "training"]
-    assert row["base_weights"] == "fp8-weight" and row["loss_finite"] and row["lora_B_moved"]
+    assert row["quantized_linears"] > 0 and row["loss_finite"] and row["lora_B_moved"]

@@ -12,8 +12,7 @@ from pypdf import PdfReader  # noqa: E402
 
 from bookbug_assets.cli import materialize_book  # noqa: E402
 from bookbug_assets.ledger import Ledger  # noqa: E402
-from bookbug_assets.providers.base import ConfigurationError  # noqa: E402
-from bookbug_assets.resources import LocalGpuSettings  # noqa: E402
+from bookbug_assets.providers import _local_pipelines  # noqa: E402
 from bookbug_assets.stories import load_story_file  # noqa: E402
 from tests.conftest import EXAMPLE  # noqa: E402
 
@@ -36,6 +35,9 @@ OPEN_GATES = {"min_blur": 0.0, "max_grid": 1e9, "max_uniformity": 1.0, "max_clip
 def local_book(workspace, defs_for, instance, monkeypatch):
     for name, value in LOCAL_ENV.items():
         monkeypatch.setenv(name, value)
+    loads = []
+    real_load = _local_pipelines.load_pipeline
+    monkeypatch.setattr(_local_pipelines, "load_pipeline", lambda spec: loads.append(spec) or real_load(spec))
     style_yaml = workspace["styles"] / "soft-meadow" / "style.yaml"
     style_yaml.write_text(style_yaml.read_text().replace("trainer: none", "trainer: local")
                           .replace("training_steps: 1000", "training_steps: 10")
@@ -44,12 +46,14 @@ def local_book(workspace, defs_for, instance, monkeypatch):
     defs = defs_for()
     story = load_story_file(workspace["stories"] / EXAMPLE.name, {"soft-meadow"})
     results = materialize_book(defs, instance, story, echo=lambda *_: None, thresholds=OPEN_GATES)
-    return defs, story, results, instance
+    return defs, story, results, instance, loads
 
 
 def test_book_trains_its_style_and_renders_every_page_locally(local_book, workspace):
-    defs, story, results, instance = local_book
+    defs, story, results, instance, loads = local_book
     assert all(r.success for r in results.values())
+    # The references run and the pages run share one loaded pipeline (none, if an earlier test loaded it).
+    assert len(loads) <= 1, loads
 
     style = results["style"].get_asset_materialization_events()
     lora_meta = next(e.materialization.metadata for e in style if e.asset_key.to_user_string() == "style_lora")
@@ -68,9 +72,3 @@ def test_book_trains_its_style_and_renders_every_page_locally(local_book, worksp
     assert len(pdf.pages) == 13
     assert "PREVIEW" not in (pdf.metadata.title or "")  # real (if tiny) model output, not the preview renderer
 
-
-def test_bad_local_setting_names_its_variable(monkeypatch):
-    with pytest.raises(ConfigurationError, match="BOOKBUG_LOCAL_STEP_CACHE='fast'"):
-        LocalGpuSettings.from_env({"BOOKBUG_LOCAL_STEP_CACHE": "fast"})
-    settings = LocalGpuSettings.from_env({"BOOKBUG_LOCAL_COMPILE": "true", "BOOKBUG_LOCAL_QUANTIZE": "fp8-weight"})
-    assert settings.compile is True and settings.quantize == "fp8-weight" and settings.device == "auto"

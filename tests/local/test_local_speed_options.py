@@ -69,6 +69,7 @@ def test_attention_backend_refusals():
     (dict(step_cache=0.1, compile=True), None, "compile"),
     (dict(step_cache=0.1, kind="sdxl"), None, "SDXL"),
     (dict(step_cache=-1.0), None, ">= 0"),
+    (dict(quantize="fp8-weight", offload="sequential"), None, "sequential"),
 ])
 def test_speed_option_combinations_refused_before_loading(changes, capability, message):
     spec = PipelineSpec(**{**dict(kind="flux", source=TINY_RANDOM), **changes})
@@ -138,3 +139,11 @@ def test_first_block_cache_skips_the_remaining_blocks(pipeline_cache):
     assert cached < full and approx != plain  # steps skipped: faster, and lossy
     assert strict == 4 and exact == plain  # a threshold nothing passes changes nothing
     assert pixels(approx).shape == (64, 64, 3)
+
+
+def test_lossy_options_change_the_variant_exact_ones_do_not(pipeline_cache):
+    assert provider(pipeline_cache).capabilities("flux-dev").variant == ""
+    assert provider(pipeline_cache, fuse_qkv=True, attention_backend="math").capabilities("flux-dev").variant == ""
+    assert provider(pipeline_cache, quantize="fp8-weight").capabilities("flux-dev").variant == "quantize=fp8-weight"
+    assert provider(pipeline_cache, step_cache=0.1).capabilities("sdxl").variant == "step_cache=0.1"
+

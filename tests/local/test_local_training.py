@@ -182,6 +182,7 @@ def test_lora_trains_on_fp8_base_weights(tmp_path, tiny_dataset):
     summary = train_lora(tiny_config(quantize_base="fp8-weight"), dataset_dir=str(tiny_dataset),
                          output_dir=str(tmp_path / "fp8"), trigger_word="bbstyle")
     assert summary.steps == 4 and all(math.isfinite(loss) for _, loss in summary.losses)
+    assert summary.base_weights == "fp8"  # read off the trained model, not the config
     from diffusers import FluxPipeline
 
     pipe = FluxPipeline(**build_tiny_flux_components(0))

@@ -53,6 +53,7 @@ def summary_metadata(summary: Any) -> dict[str, dict[str, Any]]:
         "trainable_params": typed(summary.trainable_params, "int"),
         "gradient_checkpointing": typed(summary.gradient_checkpointing, "bool"),
         "compiled": typed(summary.compiled, "bool"),
+        "base_weights": typed(summary.base_weights, "text"),
         "samples": typed(summary.samples, "json"),
         "loss_curve": typed([list(x) for x in summary.losses], "json"),
     }

@@ -76,8 +76,15 @@ class TrainingSummary:
     trainable_params: int
     gradient_checkpointing: bool = False
     compiled: bool = False
+    base_weights: str = ""  # the frozen base's weight format as trained: its dtype, or "fp8" (quantize_base)
     samples: list[str] = field(default_factory=list)
     losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+def weight_format(transformer: Any, dtype: str) -> str:
+    """What the base's linear weights really are: "fp8" once torchao has quantized them, else the dtype."""
+    fp8 = any(type(getattr(m, "weight", None)).__name__ == "Float8Tensor" for m in transformer.modules())
+    return "fp8" if fp8 else dtype
 
 
 def load_base(config: LocalTrainingConfig, device: str, dtype: str) -> tuple[Any, Any]:
@@ -214,8 +221,9 @@ def train_lora(config: LocalTrainingConfig, *, dataset_dir: str, output_dir: str
     if config.compile and device.startswith("cuda"):
         # After add_lora so the LoRA layers are inside the graphs; graph breaks allowed (peft's dtype casts).
         transformer.compile_repeated_blocks()
+    base_weights = weight_format(transformer, dtype)
     reporter.log(f"attention={backend} gradient_checkpointing={checkpointing} compile={config.compile} "
-                 f"base weights={config.quantize_base if config.quantize_base != 'none' else dtype}")
+                 f"base weights={base_weights}")
     transformer.train()
     optimizer = make_optimizer(params, lr=config.learning_rate, weight_decay=config.weight_decay,
                                use_8bit=config.use_8bit_adam, device=device)
@@ -270,4 +278,4 @@ def train_lora(config: LocalTrainingConfig, *, dataset_dir: str, output_dir: str
         alpha=alpha, final_loss=last_loss, duration_s=round(time.perf_counter() - started, 3), device=device,
         attention_backend=backend, trainable_params=sum(p.numel() for p in params),
         gradient_checkpointing=checkpointing, compiled=bool(config.compile and device.startswith("cuda")),
-        samples=samples, losses=losses)
+        base_weights=base_weights, samples=samples, losses=losses)
