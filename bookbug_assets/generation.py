@@ -105,6 +105,7 @@ class GenerationRecord(BaseModel):
     attempts: int = 1
     refusals: list[str] = []
     lora: str | None = None
+    variant: str = ""  # the provider's lossy settings it was drawn with (ImageRequest.variant), "" for none
     is_preview: bool = False
     created_at: datetime
 
@@ -268,7 +269,7 @@ def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: Generati
         version=output.version, seed=output.seed if output.seed is not None else request.seed,
         prompt=request.prompt, width=request.width, height=request.height, job_id=job_id,
         remote_url=output.remote_url, cost_usd=price, latency_s=round(latency, 3), attempts=attempt + len(refusals),
-        refusals=list(refusals), lora=request.lora.name if request.lora else None,
+        refusals=list(refusals), lora=request.lora.name if request.lora else None, variant=request.variant,
         is_preview=request.provider == "preview", created_at=datetime.now(timezone.utc))
     ctx.store.write_json(cache_key_path(key), record.model_dump(mode="json"))
     ctx.store.delete(journal_path(key))

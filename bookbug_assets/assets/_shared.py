@@ -124,6 +124,8 @@ def image_metadata(store: ArtifactStore, record: GenerationRecord, alt: str) -> 
         "cache_hit": record.cache_hit,
         "attempts": record.attempts,
         "lora": record.lora or "none",
+        "variant": record.variant or "full precision",
+        "latency_s": dg.MetadataValue.float(record.latency_s),
         "image_uri": store.uri(record.image_key),
         "image_sha256": record.image_sha256,
         "size": f"{record.width}x{record.height}",

@@ -72,3 +72,36 @@ def test_book_trains_its_style_and_renders_every_page_locally(local_book, worksp
     assert len(pdf.pages) == 13
     assert "PREVIEW" not in (pdf.metadata.title or "")  # real (if tiny) model output, not the preview renderer
 
+
+
+def test_switching_to_fp8_weights_draws_again_and_says_so(workspace, defs_for, instance, monkeypatch):
+    """A lossy setting is part of the cache key: turning it on must not serve the full-precision images."""
+    import dagster as dg
+
+    from bookbug_assets.cli import _assets
+    from bookbug_assets.partitions import books_partitions
+
+    for name, value in LOCAL_ENV.items():
+        monkeypatch.setenv(name, value)
+    shutil.copy(EXAMPLE, workspace["stories"] / EXAMPLE.name)
+    story = load_story_file(workspace["stories"] / EXAMPLE.name, {"soft-meadow"})
+    instance.add_dynamic_partitions(books_partitions.name, [story.book_id])
+
+    def sheet(quantize: str) -> dict:
+        monkeypatch.setenv("BOOKBUG_LOCAL_QUANTIZE", quantize)
+        defs = defs_for()
+        dg.materialize(_assets(defs, "style_dataset", "style_lora"), instance=instance, resources=defs.resources,
+                       partition_key=story.style)
+        result = dg.materialize(_assets(defs, "story", "sprite_sheet"), instance=instance, resources=defs.resources,
+                                partition_key=story.book_id,
+                                run_config={"ops": {n: {"config": {"thresholds": OPEN_GATES}} for n in
+                                                    ("sprite_sheet", "sprite_sheet_sprite_sheet_quality")}})
+        return next(e.materialization.metadata for e in result.get_asset_materialization_events()
+                    if e.asset_key.to_user_string() == "sprite_sheet")
+
+    full = sheet("none")
+    fp8 = sheet("fp8-weight")
+    again = sheet("fp8-weight")
+    assert full["variant"].value == "full precision" and fp8["variant"].value == "quantize=fp8-weight"
+    assert fp8["cache_hit"].value is False and fp8["image_sha256"].value != full["image_sha256"].value
+    assert again["cache_hit"].value is True and again["image_sha256"].value == fp8["image_sha256"].value
