@@ -72,6 +72,9 @@ class LocalGpuSettings(dg.Config):
     # Kept in step with _local_pipelines' OFFLOAD_MODES, ATTENTION_BACKENDS and QUANTIZE_MODES (a test checks),
     # so a wrong value fails when the definitions load, naming its variable, not in the middle of a run.
     model_dir: str | None = None
+    flux_dev: str | None = None  # a hub id or folder for one model, overriding model_dir
+    flux_kontext: str | None = None
+    sdxl: str | None = None
     device: str = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     offload: Literal["none", "model", "sequential"] = "none"  # CPU offload for cards under ~34 GB

@@ -64,3 +64,19 @@ def test_a_book_request_carries_the_providers_variant():
                            prompt="p", seed_name="page-001", references=(), character_ids=None, label="page 1",
                            scene="")
     assert request.variant == "quantize=fp8"
+
+
+def test_the_local_trainer_trains_on_the_base_the_provider_renders_with(tmp_path):
+    from bookbug_assets.styles import StyleConfig
+    from bookbug_assets.training.run import local_training_config
+
+    style = StyleConfig(name="s", trainer="local", training_steps=10, lora_rank=4)
+    (tmp_path / "FLUX.1-dev").mkdir()
+    from_dir = local_training_config(LocalGpuSettings(model_dir=str(tmp_path), train_quantize_base="fp8-weight"),
+                                     style)
+    assert from_dir.base_model == str(tmp_path / "FLUX.1-dev") and from_dir.quantize_base == "fp8-weight"
+    assert from_dir.resolutions == (512, 768, 1024) and not from_dir.tiny_random
+    explicit = local_training_config(LocalGpuSettings(model_dir=str(tmp_path), flux_dev="me/my-flux"), style)
+    assert explicit.base_model == "me/my-flux"
+    tiny = local_training_config(LocalGpuSettings(model_dir="tiny-random", device="cpu"), style)
+    assert tiny.tiny_random and tiny.resolutions == (64,) and tiny.device == "cpu"

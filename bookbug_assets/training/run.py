@@ -40,10 +40,11 @@ def local_training_config(settings: LocalGpuSettings, config: StyleConfig):
     from bookbug_assets.providers.local_diffusers import model_source
     from bookbug_assets.training.local.config import LocalTrainingConfig
 
-    tiny = settings.model_dir == TINY_RANDOM
+    base = settings.flux_dev or model_source(settings.model_dir, "flux")  # the base the provider renders with
+    tiny = base == TINY_RANDOM
     return LocalTrainingConfig(steps=config.training_steps, rank=config.lora_rank, device=settings.device,
-                               base_model=model_source(settings.model_dir, "flux"), tiny_random=tiny,
-                               quantize_base=settings.train_quantize_base, **(TINY_TRAINING if tiny else {}))
+                               base_model=base, tiny_random=tiny, quantize_base=settings.train_quantize_base,
+                               **(TINY_TRAINING if tiny else {}))
 
 
 def _cloud_trainer(trainer: str, providers: ImageProviders):
