@@ -147,3 +147,38 @@ def test_lossy_options_change_the_variant_exact_ones_do_not(pipeline_cache):
     assert provider(pipeline_cache, quantize="fp8-weight").capabilities("flux-dev").variant == "quantize=fp8-weight"
     assert provider(pipeline_cache, step_cache=0.1).capabilities("sdxl").variant == "step_cache=0.1"
 
+
+
+@pytest.fixture(scope="module")
+def style_lora_file(tmp_path_factory):
+    import torch
+
+    from bookbug_assets.providers._tiny_models import build_tiny_flux_components
+    from bookbug_assets.training.local import flux_lora
+
+    transformer = build_tiny_flux_components(0)["transformer"]
+    params = flux_lora.add_lora(transformer, rank=4)
+    with torch.no_grad():
+        for p in params:
+            p.normal_(0.0, 0.3)
+    path = tmp_path_factory.mktemp("lora") / "style.safetensors"
+    sha = flux_lora.save_lora_file(transformer, str(path), dtype="float32")
+    return path, LoraRef(name="style", family="flux1", sha256=sha, key="loras/style")
+
+
+def test_compiled_pipelines_match_eager_and_switch_loras(pipeline_cache, style_lora_file):
+    """torch.compile (inductor on the CPU here) with fused QKV or fp8 weights, then a LoRA on and off again."""
+    path, lora = style_lora_file
+
+    def three_pages(**options):
+        p = provider(pipeline_cache, lora_path_resolver=lambda _: str(path), **options)
+        return [pixels(render(p, lo).image) for lo in (None, lora, None)]
+
+    plain, styled, plain_again = three_pages()
+    assert np.abs(styled - plain).mean() > 1  # the LoRA changes the picture
+    compiled = three_pages(compile=True, fuse_qkv=True)  # fused QKV is unfused for the LoRA, then recompiled
+    for got, want in zip(compiled, (plain, styled, plain_again), strict=True):
+        assert np.abs(got - want).max() <= 2
+    fp8 = three_pages(compile=True, quantize="fp8-weight")
+    assert np.abs(fp8[0] - plain).mean() < 8 and np.abs(fp8[1] - styled).mean() < 8  # lossy, same pictures
+    assert np.abs(fp8[1] - fp8[0]).mean() > 1 and np.array_equal(fp8[2], fp8[0])
