@@ -8,6 +8,7 @@ works unchanged. torch and diffusers are imported lazily: constructing the provi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import io
@@ -229,7 +230,12 @@ class LocalDiffusersProvider(ImageProvider):
             # Without max_area Kontext rescales the output to 1024x1024 whatever was asked (reference §1.1).
             kwargs.update(max_area=width * height, _auto_resize=False,
                           image=self._reference_image(request, reference_bytes, width * height, multiple))
-        with self._cache.in_use(spec):  # one pipeline, one card: its generations run one at a time
+        # FluxPipeline names a cache context around each transformer call; FluxKontextPipeline (diffusers 0.42)
+        # does not, and First Block Cache refuses to run without one. One "cond" context for the whole call is
+        # what FluxPipeline amounts to without true CFG; the pipeline resets the cache state when it ends.
+        cache_context = (pipe.transformer.cache_context("cond") if spec.step_cache > 0 and entry.kind == "flux_kontext"
+                         else contextlib.nullcontext())
+        with self._cache.in_use(spec), cache_context:  # one pipeline, one card: its generations run one at a time
             lora_name = self._apply_lora(pipe, request.lora)
             image = pipe(**kwargs).images[0]
         if image.size != (request.width, request.height):

@@ -182,3 +182,22 @@ def test_compiled_pipelines_match_eager_and_switch_loras(pipeline_cache, style_l
     fp8 = three_pages(compile=True, quantize="fp8-weight")
     assert np.abs(fp8[0] - plain).mean() < 8 and np.abs(fp8[1] - styled).mean() < 8  # lossy, same pictures
     assert np.abs(fp8[1] - fp8[0]).mean() > 1 and np.array_equal(fp8[2], fp8[0])
+
+
+@pytest.mark.parametrize(("model", "options"), [
+    ("flux-kontext-dev", dict(quantize="fp8-weight")),
+    ("flux-kontext-dev", dict(step_cache=10.0)),
+    ("sdxl", dict(quantize="fp8-weight")),
+])
+def test_options_work_for_every_model_they_claim(pipeline_cache, model, options):
+    from bookbug_assets.providers.base import ReferenceImage
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buf, format="PNG")
+    refs = (ReferenceImage(role="sprite_sheet", sha256="a" * 64, key="k/a"),) if model != "sdxl" else ()
+    p = provider(pipeline_cache, **options)
+    req = ImageRequest(provider="local", model=model, kind="page", prompt="a beetle", width=64, height=80, seed=5,
+                       references=refs)
+    out = p.wait(p.submit(req, {"a" * 64: buf.getvalue()}), req, deadline_s=60)
+    assert Image.open(io.BytesIO(out.image)).size == (64, 80)
+    assert p.capabilities(model).variant  # and it is a lossy variant
