@@ -130,7 +130,7 @@ def _row(ctx: GenerationContext, request: ImageRequest, status: str, partition: 
     return LedgerRow(run_id=ctx.run_id, book_id=ctx.book_id, asset=ctx.asset, partition=partition,
                      kind=request.kind, provider=request.provider, model=request.model, seed=request.seed,
                      request_key=request.cache_key(), status=status, is_preview=request.provider == "preview",
-                     lora=request.lora.name if request.lora else None, width=request.width,
+                     lora=request.lora.name if request.lora else None, variant=request.variant, width=request.width,
                      height=request.height, **kw)
 
 

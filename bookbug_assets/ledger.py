@@ -42,6 +42,7 @@ class LedgerRow(BaseModel):
     latency_s: float = 0.0
     attempt: int = 1
     lora: str | None = None
+    variant: str = ""  # the provider's lossy settings (ImageRequest.variant), "" for full precision
     is_preview: bool = False
     width: int = 0
     height: int = 0
@@ -53,7 +54,7 @@ LEDGER_SCHEMA = {
     "partition": pl.Utf8, "kind": pl.Utf8, "provider": pl.Utf8, "model": pl.Utf8, "version": pl.Utf8,
     "seed": pl.Int64, "request_key": pl.Utf8, "job_id": pl.Utf8, "image_sha256": pl.Utf8,
     "status": pl.Utf8, "cache_hit": pl.Boolean, "cost_usd": pl.Float64, "latency_s": pl.Float64,
-    "attempt": pl.Int64, "lora": pl.Utf8, "is_preview": pl.Boolean, "width": pl.Int64, "height": pl.Int64,
+    "attempt": pl.Int64, "lora": pl.Utf8, "variant": pl.Utf8, "is_preview": pl.Boolean, "width": pl.Int64, "height": pl.Int64,
     "error": pl.Utf8,
 }
 

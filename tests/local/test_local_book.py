@@ -106,3 +106,8 @@ def test_switching_to_fp8_weights_draws_again_and_says_so(workspace, defs_for, i
     assert full["variant"].value == "full precision" and fp8["variant"].value == "quantize=fp8-weight"
     assert fp8["cache_hit"].value is False and fp8["image_sha256"].value != full["image_sha256"].value
     assert again["cache_hit"].value is True and again["image_sha256"].value == fp8["image_sha256"].value
+    from bookbug_assets.ledger import Ledger
+
+    ledger = Ledger(defs_for().resources["storage"].store()).frame(story.book_id)
+    drawn = ledger.filter(ledger["status"] == "ok")
+    assert sorted(drawn["variant"].to_list()) == ["", "quantize=fp8-weight"]  # one sheet each, told apart
