@@ -90,12 +90,26 @@ def test_provider_turns_a_refused_option_into_a_configuration_error(pipeline_cac
         provider(pipeline_cache, quantize="nf4")
 
 
-def test_fp8_weights_render_close_to_full_precision_and_take_a_lora(pipeline_cache, tmp_path):
+@pytest.fixture(scope="module")
+def style_lora_file(tmp_path_factory):
     import torch
-    from torchao.quantization import Float8Tensor
 
     from bookbug_assets.providers._tiny_models import build_tiny_flux_components
     from bookbug_assets.training.local import flux_lora
+
+    transformer = build_tiny_flux_components(0)["transformer"]
+    params = flux_lora.add_lora(transformer, rank=4)
+    with torch.no_grad():
+        for p in params:
+            p.normal_(0.0, 0.3)
+    path = tmp_path_factory.mktemp("lora") / "style.safetensors"
+    sha = flux_lora.save_lora_file(transformer, str(path), dtype="float32")
+    assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
+    return path, LoraRef(name="style", family="flux1", sha256=sha, key="loras/style")
+
+
+def test_fp8_weights_render_close_to_full_precision_and_take_a_lora(pipeline_cache, style_lora_file):
+    from torchao.quantization import Float8Tensor
 
     plain = render(provider(pipeline_cache))
     fp8 = provider(pipeline_cache, quantize="fp8-weight")
@@ -106,16 +120,9 @@ def test_fp8_weights_render_close_to_full_precision_and_take_a_lora(pipeline_cac
     assert 0 < diff < 8, diff  # lossy, but the same picture (0.6 of 255 measured)
 
     # A style LoRA still applies on top of fp8 base weights (peft wraps the torchao linear).
-    transformer = build_tiny_flux_components(0)["transformer"]
-    params = flux_lora.add_lora(transformer, rank=4)
-    with torch.no_grad():
-        for p in params:
-            p.normal_(0.0, 0.3)
-    path = tmp_path / "style.safetensors"
-    sha = flux_lora.save_lora_file(transformer, str(path), dtype="float32")
-    assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
-    with_lora = provider(pipeline_cache, quantize="fp8-weight", lora_path_resolver=lambda lora: str(path))
-    styled = render(with_lora, LoraRef(name="style", family="flux1", sha256=sha, key="loras/style"))
+    path, lora = style_lora_file
+    with_lora = provider(pipeline_cache, quantize="fp8-weight", lora_path_resolver=lambda _: str(path))
+    styled = render(with_lora, lora)
     assert styled.extra["lora_adapter"] and styled.image != quantized.image
 
 
@@ -145,25 +152,7 @@ def test_lossy_options_change_the_variant_exact_ones_do_not(pipeline_cache):
     assert provider(pipeline_cache).capabilities("flux-dev").variant == ""
     assert provider(pipeline_cache, fuse_qkv=True, attention_backend="math").capabilities("flux-dev").variant == ""
     assert provider(pipeline_cache, quantize="fp8-weight").capabilities("flux-dev").variant == "quantize=fp8-weight"
-    assert provider(pipeline_cache, step_cache=0.1).capabilities("sdxl").variant == "step_cache=0.1"
-
-
-
-@pytest.fixture(scope="module")
-def style_lora_file(tmp_path_factory):
-    import torch
-
-    from bookbug_assets.providers._tiny_models import build_tiny_flux_components
-    from bookbug_assets.training.local import flux_lora
-
-    transformer = build_tiny_flux_components(0)["transformer"]
-    params = flux_lora.add_lora(transformer, rank=4)
-    with torch.no_grad():
-        for p in params:
-            p.normal_(0.0, 0.3)
-    path = tmp_path_factory.mktemp("lora") / "style.safetensors"
-    sha = flux_lora.save_lora_file(transformer, str(path), dtype="float32")
-    return path, LoraRef(name="style", family="flux1", sha256=sha, key="loras/style")
+    assert provider(pipeline_cache, step_cache=0.1).capabilities("flux-kontext-dev").variant == "step_cache=0.1"
 
 
 def test_compiled_pipelines_match_eager_and_switch_loras(pipeline_cache, style_lora_file):
