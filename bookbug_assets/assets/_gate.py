@@ -19,6 +19,8 @@ from bookbug_assets.stories.models import Story
 
 
 class ImageGateConfig(dg.Config):
+    """Run config of an asset that draws through the gate; its thresholds default to the calibrated ones."""
+
     max_attempts: int = Field(3, ge=1, le=10, description="Renders per image, counting the first, while it "
                                                           "fails its quality gate and the budget allows.")
     quality_gate: bool = Field(True, description="Off: every rendered image is accepted (no regeneration).")

@@ -24,6 +24,7 @@ from bookbug_assets.review import load_state
 class ReferenceImageConfig(ImageGateConfig):
     """The sprite sheet's or hero page's quality gate and regeneration."""
 
+
 STYLE_DEP = dg.AssetDep("style_lora", partition_mapping=dg.AllPartitionMapping())
 
 
