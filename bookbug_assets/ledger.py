@@ -54,8 +54,8 @@ LEDGER_SCHEMA = {
     "partition": pl.Utf8, "kind": pl.Utf8, "provider": pl.Utf8, "model": pl.Utf8, "version": pl.Utf8,
     "seed": pl.Int64, "request_key": pl.Utf8, "job_id": pl.Utf8, "image_sha256": pl.Utf8,
     "status": pl.Utf8, "cache_hit": pl.Boolean, "cost_usd": pl.Float64, "latency_s": pl.Float64,
-    "attempt": pl.Int64, "lora": pl.Utf8, "variant": pl.Utf8, "is_preview": pl.Boolean, "width": pl.Int64, "height": pl.Int64,
-    "error": pl.Utf8,
+    "attempt": pl.Int64, "lora": pl.Utf8, "variant": pl.Utf8, "is_preview": pl.Boolean, "width": pl.Int64,
+    "height": pl.Int64, "error": pl.Utf8,
 }
 
 

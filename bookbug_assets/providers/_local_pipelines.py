@@ -232,7 +232,9 @@ def quantize_denoiser(denoiser: Any, mode: str, device: str) -> None:
     """torchao fp8 on the denoiser's linear layers, in place (reference §3.5: lossy, like any fp8)."""
     if mode == "none":
         return
-    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, Float8WeightOnlyConfig, PerRow, quantize_
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig, Float8WeightOnlyConfig, PerRow, quantize_,
+    )
 
     config = (Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()) if mode == "fp8"
               else Float8WeightOnlyConfig())

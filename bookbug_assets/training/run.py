@@ -98,7 +98,8 @@ def train_style_lora(context: dg.AssetExecutionContext, store: ArtifactStore, pr
         remote_ref, cost, job_id = None, 0.0, f"local-{job_hash[:12]}"
         extra = {"final_loss": result.final_loss, "resumed_from_step": result.start_step,
                  "base_model": local_config.base_model, "device": str(result.metadata.get("device", "")),
-                 "base_weights": str(result.metadata.get("base_weights", ""))}
+                 "base_weights": str(result.metadata.get("base_weights", "")),
+                 "lora_effect": float(result.metadata.get("lora_effect", float("nan")))}
     else:
         client = _cloud_trainer(trainer, providers)
         journal = f"journal/training-{job_hash}.json"

@@ -60,6 +60,7 @@ def test_book_trains_its_style_and_renders_every_page_locally(local_book, worksp
     assert lora_meta["trainer"].value == "local" and lora_meta["lora_trained"].value is True
     assert lora_meta["base_model"].value == "tiny-random" and lora_meta["device"].value == "cpu"
     assert lora_meta["base_weights"].value == "float32"  # full precision on the CPU (no train_quantize_base)
+    assert lora_meta["lora_effect"].value > 0  # the trained LoRA changes the model (measured by the trainer)
     logs = [e.message for e in instance.all_logs(results["style"].run_id) if e.message]
     assert any("step 10/10" in m for m in logs), "the Pipes trainer's progress reaches the run's event log"
 

@@ -188,3 +188,56 @@ def test_lora_trains_on_fp8_base_weights(tmp_path, tiny_dataset):
     pipe = FluxPipeline(**build_tiny_flux_components(0))
     pipe.load_lora_weights(summary.weights_path, adapter_name="style")
     assert "style" in pipe.get_list_adapters()["transformer"]
+
+
+class Log:
+    """A trainer reporter that keeps the log lines (the Pipes one sends them to Dagster)."""
+
+    def __init__(self):
+        self.lines = []
+
+    def progress(self, *args):
+        pass
+
+    def sample(self, *args):
+        pass
+
+    def checkpoint(self, *args):
+        pass
+
+    def log(self, message):
+        self.lines.append(message)
+
+
+@pytest.mark.parametrize(("log_every", "caught_at"), [(3, 3), (5, 4)])  # at a report, or at a checkpoint
+def test_a_diverged_run_stops_before_saving_anything_broken(tmp_path, tiny_dataset, monkeypatch, log_every,
+                                                             caught_at):
+    from bookbug_assets.training.local import trainer
+
+    real_step = trainer.training_step
+    calls = []
+
+    def nan_from_step_3(*args, **kwargs):
+        calls.append(1)
+        loss = real_step(*args, **kwargs)
+        return loss * float("nan") if len(calls) >= 3 else loss
+
+    monkeypatch.setattr(trainer, "training_step", nan_from_step_3)
+    out = tmp_path / "out"
+    with pytest.raises(trainer.TrainingDiverged, match=f"by step {caught_at}") as err:
+        train_lora(tiny_config(steps=6, log_every=log_every, checkpoint_every=2), dataset_dir=str(tiny_dataset),
+                   output_dir=str(out), trigger_word="bbstyle")
+    assert "step-0000002" in str(err.value) and "learning_rate" in str(err.value)
+    assert [p.name for p in trainer.checkpoint_dirs(out)] == ["step-0000002"]  # nothing diverged was saved
+    assert not (out / flux_lora.LORA_WEIGHT_NAME).exists()
+
+
+def test_the_trainer_measures_and_flags_a_lora_that_does_nothing(tmp_path, tiny_dataset):
+    trained = train_lora(tiny_config(checkpoint_every=0), dataset_dir=str(tiny_dataset),
+                         output_dir=str(tmp_path / "trained"), trigger_word="bbstyle")
+    assert trained.lora_effect > 1e-3  # 0.0075 measured after 4 steps at lr 1e-3
+    log = Log()
+    idle = train_lora(tiny_config(checkpoint_every=0, learning_rate=1e-9), dataset_dir=str(tiny_dataset),
+                      output_dir=str(tmp_path / "idle"), trigger_word="bbstyle", reporter=log)
+    assert idle.lora_effect < 1e-3
+    assert any("barely show" in line for line in log.lines)

@@ -85,6 +85,16 @@ def flow_matching_loss(transformer: Any, latents: Any, prompt_embeds: Any, poole
     """Rectified-flow loss: x_t = (1 - s) x0 + s e, the transformer predicts the velocity e - x0 at timestep s."""
     import torch
 
+    pred, target = velocity_prediction(transformer, latents, prompt_embeds, pooled_embeds, noise, sigmas,
+                                       guidance=guidance, autocast_dtype=autocast_dtype)
+    return torch.nn.functional.mse_loss(pred.float(), target)
+
+
+def velocity_prediction(transformer: Any, latents: Any, prompt_embeds: Any, pooled_embeds: Any, noise: Any,
+                        sigmas: Any, *, guidance: float = 1.0, autocast_dtype: Any = None) -> tuple[Any, Any]:
+    """(the transformer's packed velocity prediction at x_t, the packed target e - x0)."""
+    import torch
+
     device = latents.device
     b, _, h, w = latents.shape
     s = sigmas.view(b, 1, 1, 1)
@@ -105,7 +115,34 @@ def flow_matching_loss(transformer: Any, latents: Any, prompt_embeds: Any, poole
             guidance=guidance_t,
             return_dict=False,
         )[0]
-    return torch.nn.functional.mse_loss(pred.float(), target)
+    return pred, target
+
+
+def lora_effect(transformer: Any, latents: Any, prompt_embeds: Any, pooled_embeds: Any, *, generator: Any,
+                guidance: float = 1.0, autocast_dtype: Any = None) -> float:
+    """How much the adapter changes the prediction on one sample at sigma 0.5: |with - without| / |without|.
+
+    A LoRA that trained but changes nothing (a wrong learning rate, captions that leave nothing to the trigger
+    word) is a common silent failure of LoRA trainers; this number makes it visible. 0 = no effect at all.
+    """
+    import torch
+
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+    sigmas = torch.full((latents.shape[0],), 0.5, device=latents.device)
+    args = (transformer, latents, prompt_embeds, pooled_embeds, noise, sigmas)
+    was_training = transformer.training
+    transformer.eval()
+    try:
+        with torch.no_grad():
+            with_lora = velocity_prediction(*args, guidance=guidance, autocast_dtype=autocast_dtype)[0].float()
+            transformer.disable_adapters()
+            try:
+                base = velocity_prediction(*args, guidance=guidance, autocast_dtype=autocast_dtype)[0].float()
+            finally:
+                transformer.enable_adapters()
+    finally:
+        transformer.train(was_training)
+    return float((with_lora - base).norm() / base.norm().clamp_min(1e-12))
 
 
 def training_step(

@@ -54,6 +54,7 @@ def summary_metadata(summary: Any) -> dict[str, dict[str, Any]]:
         "gradient_checkpointing": typed(summary.gradient_checkpointing, "bool"),
         "compiled": typed(summary.compiled, "bool"),
         "base_weights": typed(summary.base_weights, "text"),
+        "lora_effect": typed(summary.lora_effect, "float"),
         "samples": typed(summary.samples, "json"),
         "loss_curve": typed([list(x) for x in summary.losses], "json"),
     }

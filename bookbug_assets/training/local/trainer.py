@@ -8,6 +8,7 @@ transformer, so T5-XXL and the 12 B transformer never share the card.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -31,6 +32,7 @@ from bookbug_assets.training.local.flux_lora import (
     LORA_WEIGHT_NAME,
     add_lora,
     eval_mode,
+    lora_effect,
     lora_state_dict,
     make_optimizer,
     save_lora_file,
@@ -38,6 +40,13 @@ from bookbug_assets.training.local.flux_lora import (
 )
 
 TINY_BASE_SEED = 0  # the provider's default tiny_seed: a LoRA trained on the tiny base applies to its tiny base
+# Below this relative change of the prediction the LoRA is reported as having almost no effect (a fresh adapter
+# is exactly 0; a trained style LoRA changes the prediction by whole percents).
+WEAK_LORA_EFFECT = 1e-3
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being a finite number; nothing from that point on is saved."""
 
 
 class Reporter(Protocol):
@@ -77,8 +86,17 @@ class TrainingSummary:
     gradient_checkpointing: bool = False
     compiled: bool = False
     base_weights: str = ""  # the frozen base's weight format as trained: its dtype, or "fp8" (quantize_base)
+    lora_effect: float = float("nan")  # flux_lora.lora_effect on a training sample; ~0 = the LoRA does nothing
     samples: list[str] = field(default_factory=list)
     losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+def diverged(step: int, value: float, out: Path, lr: float) -> TrainingDiverged:
+    kept = checkpoint_dirs(out)
+    return TrainingDiverged(
+        f"training diverged: the loss is {value} by step {step}. The newest checkpoint saved before it is "
+        f"{kept[-1].name if kept else 'none'}; a rerun resumes there. Lower learning_rate (now {lr:g}) or "
+        f"max_grad_norm, and check the dataset for broken or blank images.")
 
 
 def weight_format(transformer: Any, dtype: str) -> str:
@@ -250,13 +268,18 @@ def train_lora(config: LocalTrainingConfig, *, dataset_dir: str, output_dir: str
                              max_grad_norm=config.max_grad_norm, autocast_dtype=autocast)
         window += loss
         window_n += 1
+        checkpoint_now = bool(config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.steps))
+        if checkpoint_now and not math.isfinite(float(window)):  # never save diverged weights
+            raise diverged(step, float(window), out, lr)
         if step % config.log_every == 0 or step == config.steps:
             last_loss = float(window) / window_n
+            if not math.isfinite(last_loss):
+                raise diverged(step, last_loss, out, lr)
             losses.append((step, last_loss))
             window.zero_()
             window_n = 0
             reporter.progress(step, config.steps, last_loss, lr, time.perf_counter() - started)
-        if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.steps):
+        if checkpoint_now:
             path = save_checkpoint(out, step, transformer, optimizer, generator, losses, config.keep_checkpoints)
             reporter.checkpoint(step, str(path))
         if config.sample_every and (step % config.sample_every == 0 or step == config.steps):
@@ -265,6 +288,15 @@ def train_lora(config: LocalTrainingConfig, *, dataset_dir: str, output_dir: str
             reporter.sample(step, paths)
     if start_step >= config.steps and losses:
         last_loss = losses[-1][1]
+    latents, embeds, pooled = draw_batch(cache, batch_size=1, caption_dropout=0.0,
+                                         generator=torch.Generator("cpu").manual_seed(config.seed),
+                                         shift_factor=shift, scaling_factor=scale)
+    effect = lora_effect(transformer, latents, embeds, pooled, generator=torch.Generator("cpu").manual_seed(1),
+                         guidance=config.guidance_scale, autocast_dtype=autocast)
+    if effect < WEAK_LORA_EFFECT:
+        reporter.log(f"warning: the LoRA changes the model's prediction by only {effect:.2e} (relative): it will "
+                     f"barely show. Train longer or with a higher learning_rate, and caption what varies between "
+                     f"images so the style is left to the trigger word.")
 
     alpha = float(config.alpha if config.alpha is not None else config.rank)
     weights = out / LORA_WEIGHT_NAME
@@ -278,4 +310,4 @@ def train_lora(config: LocalTrainingConfig, *, dataset_dir: str, output_dir: str
         alpha=alpha, final_loss=last_loss, duration_s=round(time.perf_counter() - started, 3), device=device,
         attention_backend=backend, trainable_params=sum(p.numel() for p in params),
         gradient_checkpointing=checkpointing, compiled=bool(config.compile and device.startswith("cuda")),
-        base_weights=base_weights, samples=samples, losses=losses)
+        base_weights=base_weights, lora_effect=round(effect, 6), samples=samples, losses=losses)
