@@ -147,9 +147,13 @@ def fold_review(state: ReviewState, review: ReviewFile, store: ArtifactStore, so
     """(new state, targets newly rejected, targets newly approved). Pure apart from reading records.
 
     A rejection is new when the target was not already rejected with this very note: rewording the
-    note asks for another try, an unchanged file never regenerates twice.
+    note asks for another try, an unchanged file never regenerates twice. The exception is a replay: the
+    very file already folded (its sha256 is the state's source) coming back because the sensor tick that
+    folded it failed before committing its cursor. Its decisions are reported again, so the runs that tick
+    should have requested are requested now (a regeneration already done is a cache hit).
     """
     now = datetime.now(timezone.utc)
+    replay = bool(state.source_sha256) and state.source_sha256 == source_sha256
     new = state.model_copy(deep=True, update={"require_approval": review.require_approval, "source": source,
                                                "reviewer": review.reviewer, "source_sha256": source_sha256})
     rejected, approved = [], []
@@ -159,6 +163,8 @@ def fold_review(state: ReviewState, review: ReviewFile, store: ArtifactStore, so
         image = _current_image(store, review.book_id, target)
         if decision.decision == "reject":
             if current.decision == "reject" and current.note == decision.note:
+                if replay:
+                    rejected.append(target)
                 continue
             notes = [n for n in current.notes if n != decision.note] + [decision.note]
             new.targets[target] = current.model_copy(update={
@@ -167,6 +173,8 @@ def fold_review(state: ReviewState, review: ReviewFile, store: ArtifactStore, so
             rejected.append(target)
         else:
             if current.decision == "approve" and current.image_sha256 == image:
+                if replay:
+                    approved.append(target)
                 continue
             new.targets[target] = current.model_copy(update={
                 "decision": "approve", "note": decision.note, "image_sha256": image, "decided_at": now})

@@ -29,7 +29,7 @@ from bookbug_assets.review import (
     BOOK_TARGETS, MAX_REVIEW_BYTES, ReviewError, file_sha256, fold_review, load_state, overrides_gate, parse_review,
     state_key,
 )
-from bookbug_assets.sensors import changed_files, read_cursor_files, write_rejection
+from bookbug_assets.sensors import BOOK_SELECTION, changed_files, read_cursor_files, write_rejection
 from bookbug_assets.stories.models import Story, is_slug
 from bookbug_assets.storage import ArtifactStore
 
@@ -120,7 +120,9 @@ def scan_reviews(folder: Path, store: ArtifactStore, seen: dict[str, str], log):
 
 
 def build_review_sensor(reviews_dir: str | None = None, name: str = "review_sensor") -> dg.SensorDefinition:
+    # asset_selection: the daemon refuses asset-graph backfill requests from a sensor without one.
     @dg.sensor(name=name, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
+               asset_selection=BOOK_SELECTION,
                description="Watches data/reviews/<book>.yaml: a rejected page, sprite sheet or hero page is "
                            "regenerated with a new seed and the reviewer's note, with its dependents and the PDF; "
                            "a malformed review gets a reason file in rejected/ and changes nothing.")

@@ -26,7 +26,7 @@ from dagster_aws.s3.sensor import get_objects
 
 from bookbug_assets.partitions import books_partitions, page_slots_partitions, style_names
 from bookbug_assets.resources import BookbugStorage
-from bookbug_assets.sensors import REJECTED_DIR, _safe_name, book_run_request
+from bookbug_assets.sensors import BOOK_SELECTION, REJECTED_DIR, _safe_name, book_run_request
 from bookbug_assets.stories import Story, StoryError, parse_story_bytes
 from bookbug_assets.stories.parsing import MAX_STORY_BYTES, STORY_SUFFIXES
 
@@ -173,7 +173,9 @@ def build_s3_story_sensor(bucket: str, prefix: str = "stories/", name: str = "s3
                           ) -> dg.SensorDefinition:
     """The sensor for one bucket/prefix; it needs resources `storage` (styles) and `s3` (S3Resource)."""
 
+    # asset_selection: the daemon refuses asset-graph backfill requests from a sensor without one.
     @dg.sensor(name=name, minimum_interval_seconds=minimum_interval_seconds, default_status=default_status,
+               asset_selection=BOOK_SELECTION,
                description=f"Watches s3://{bucket}/{_norm_prefix(prefix)}: a new or changed story (new ETag) adds "
                            "its book partition and page slots and backfills exactly that book; a malformed one "
                            "gets a reason object under rejected/.")

@@ -29,7 +29,9 @@ def tick(defs, instance, cursor=None):
     sensor = build_review_sensor()
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
                                       resources={"storage": defs.resources["storage"]})
-    return sensor(context)
+    # evaluate_tick applies the checks the daemon applies (a backfill request needs the sensor's asset_selection).
+    data = sensor.evaluate_tick(context)
+    return dg.SensorResult(run_requests=data.run_requests, skip_reason=data.skip_message, cursor=data.cursor)
 
 
 def subset_keys(run_request):
@@ -80,6 +82,11 @@ def test_a_rejection_regenerates_exactly_that_page_with_a_new_seed_and_the_note(
     # The same file again: nothing to do. Rewording the note asks for another try.
     again = tick(defs, instance, cursor=result.cursor)
     assert not again.run_requests
+    # A tick that folded the file but failed before its cursor was saved comes back with the old cursor: the
+    # rejection it should have requested is requested again, and costs nothing (the image exists).
+    replayed = tick(defs, instance, cursor=None)
+    assert [subset_keys(r) for r in replayed.run_requests] == [subset_keys(result.run_requests[0])]
+    assert load_state(store, story.book_id).targets["page-002"].revision == 1  # not a new try
     (reviews / "review-book.yaml").write_text(
         "book_id: review-book\npages:\n  2: {decision: reject, note: Pip's scarf must be red and striped}\n")
     retry = tick(defs, instance, cursor=result.cursor)

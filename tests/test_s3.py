@@ -192,7 +192,9 @@ def sensor_env(s3, bucket, workspace, defs_for, instance):
     def tick(cursor=None):
         context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
                                           resources={"storage": defs.resources["storage"], "s3": s3})
-        return sensor(context)
+        data = sensor.evaluate_tick(context)  # with the daemon's checks (asset_selection for backfill requests)
+        return dg.SensorResult(run_requests=data.run_requests, skip_reason=data.skip_message, cursor=data.cursor,
+                               dynamic_partitions_requests=data.dynamic_partitions_requests)
 
     return tick, s3.get_client()
 
