@@ -220,9 +220,38 @@ class FalProvider(ImageProvider):
         return url
 
     def upload(self, data: bytes, content_type: str, file_name: str) -> str:
-        """Put bytes on fal's storage and return a URL an endpoint can read (used by the trainer too)."""
-        kwargs: dict[str, Any] = {"repository": "fal", "fallback_repository": []} if self._rebased else {}
-        return self._call(lambda: self._fal.upload(data, content_type, file_name, **kwargs), f"upload {file_name}")
+        """Put bytes on fal's storage and return a URL an endpoint can read (used by the trainer too).
+
+        fal's CDN first (fal_client's default), then fal's storage route, which is done here rather than
+        by fal_client: the client PUTs the bytes to the signed upload URL, a third-party storage host, with
+        the same HTTP client that carries `Authorization: Key`, so the key would travel with them.
+        """
+        if not self._rebased:  # the CDN host cannot be rebased onto a test server (reference: providers.md)
+            try:
+                return self._call(lambda: self._fal.upload(data, content_type, file_name, repository="fal_v3",
+                                                           fallback_repository=[]), f"upload {file_name}")
+            except ProviderError as exc:
+                log.warning("fal CDN upload of %s failed (%s); using fal storage", file_name, exc)
+        return self._call(lambda: self._upload_via_storage(data, content_type, file_name), f"upload {file_name}")
+
+    def _upload_via_storage(self, data: bytes, content_type: str, file_name: str) -> str:
+        initiated = self._fal._client.post(fal_internals.REST_URL + "/storage/upload/initiate?storage_type=gcs",
+                                           json={"file_name": file_name, "content_type": content_type},
+                                           timeout=self._timeout)
+        fal_internals._raise_for_status(initiated)
+        target = initiated.json()
+        put = self._keyless_client().put(target["upload_url"], content=data, headers={"Content-Type": content_type})
+        if put.status_code >= 400:
+            raise ProviderError(self.name, f"upload {file_name}: storage answered HTTP {put.status_code}",
+                                transient=put.status_code == 429 or put.status_code >= 500, status=put.status_code)
+        return target["file_url"]
+
+    def _keyless_client(self) -> httpx.Client:
+        """For hosts that are not fal's API (output CDN, signed storage URLs): the key must not travel there."""
+        with self._lock:
+            if self._download_client is None:
+                self._download_client = httpx.Client(timeout=self._timeout, follow_redirects=True)
+            return self._download_client
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -248,12 +277,8 @@ class FalProvider(ImageProvider):
     def download(self, url: str, request_id: str) -> bytes:
         if url.startswith("data:"):
             return base64.b64decode(url.split(",", 1)[1])
-        with self._lock:
-            if self._download_client is None:
-                # Outputs live on fal's CDN: fetched without the key, which must not travel to other hosts.
-                self._download_client = httpx.Client(timeout=self._timeout, follow_redirects=True)
         try:
-            response = self._download_client.get(url)
+            response = self._keyless_client().get(url)  # outputs live on fal's CDN
         except httpx.HTTPError as exc:
             raise ProviderError(self.name, f"downloading output of {request_id}: {type(exc).__name__}",
                                 transient=True) from None

@@ -134,6 +134,35 @@ def test_data_uris_instead_of_uploads(fake):
     assert all(u.startswith("data:image/png;base64,") for u in fake.submitted[-1]["input"]["image_urls"])
 
 
+def test_the_key_never_travels_to_the_signed_storage_url(fake, provider):
+    references, data = refs(SPRITE)
+    run(provider, request("fal-ai/flux-pro/kontext", references=references), data)
+    assert fake.uploads[-1]["via"] == "storage"
+    (put,) = fake.requests_to("PUT", "/storage/put/")
+    assert put.header("Authorization") is None  # fal_client's own storage route would send `Key ...` here
+    (initiate,) = fake.requests_to("POST", "/storage/upload/initiate")
+    assert initiate.header("Authorization") == f"Key {KEY}"  # fal's own API still gets it
+
+
+def test_a_failed_cdn_upload_falls_back_to_storage_without_the_key(fake, monkeypatch):
+    from tests.fakes._http import json_response
+
+    fake.patch_client(monkeypatch)
+    real_handle = fake.handle
+
+    def cdn_down(req):
+        if req.method == "POST" and req.path == "/files/upload":
+            return json_response({"detail": "CDN unavailable"}, 400)
+        return real_handle(req)
+
+    monkeypatch.setattr(fake, "handle", cdn_down)
+    provider = FalProvider(key=KEY, poll_interval_s=0.02)
+    references, data = refs(SPRITE)
+    _, out = run(provider, request("fal-ai/flux-kontext/dev", references=references), data)
+    assert out.image and fake.uploads[-1]["via"] == "storage"
+    assert all(r.header("Authorization") is None for r in fake.requests_to("PUT", "/storage/put/"))
+
+
 def test_library_default_paths_under_patch_client(fake, monkeypatch):
     fake.patch_client(monkeypatch)
     provider = FalProvider(key=KEY, poll_interval_s=0.02)
