@@ -27,7 +27,9 @@ from PIL import Image
 from pydantic import BaseModel
 
 from bookbug_assets.ledger import BudgetGuard, Ledger, LedgerRow
-from bookbug_assets.providers.base import ImageProvider, ImageRequest, JobGone, ProviderError, SafetyRefusal
+from bookbug_assets.providers.base import (
+    ImageProvider, ImageRequest, JobGone, OutputNotCollected, ProviderError, SafetyRefusal,
+)
 from bookbug_assets.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -192,6 +194,8 @@ def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: Generati
     started = time.monotonic()
 
     job_id = _resume_journal(ctx, request, key)
+    if job_id is not None and ctx.budget is not None:
+        ctx.budget.charge(price)  # created (and billed) by an earlier run; the ledger row comes when it is collected
     reserved = False
     attempt = 0
     while True:
@@ -227,12 +231,24 @@ def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: Generati
                 raise
         with ctx._lock:
             ctx._in_flight[job_id] = provider
+        if ctx.terminating:
+            # The run began stopping while this job was being created, after cancel_in_flight took its list:
+            # this job was not in it. It stays journaled, so a rerun collects it if the cancel came too late.
+            provider.cancel(job_id)
+            with ctx._lock:
+                ctx._in_flight.pop(job_id, None)
+            raise RunStopping(f"{request.label or request.kind}: the run is stopping; job {job_id} cancelled")
         try:
             output = provider.wait(job_id, request, ctx.retry.deadline_s)
         except SafetyRefusal as exc:
             ctx.store.delete(journal_path(key))
             ctx.ledger.append(_row(ctx, request, "refused", partition, job_id=job_id, cost_usd=price,
                                    attempt=attempt, error=exc.reason, latency_s=time.monotonic() - started))
+            raise
+        except OutputNotCollected as exc:
+            # Finished and paid for, only its download failed: the journal keeps it for the next run to fetch.
+            ctx.ledger.append(_row(ctx, request, "failed", partition, job_id=job_id, attempt=attempt, error=str(exc),
+                                   latency_s=time.monotonic() - started))
             raise
         except ProviderError as exc:
             # The job failed, timed out, was cancelled or its output expired (JobGone): it was created,

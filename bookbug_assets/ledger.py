@@ -119,6 +119,13 @@ class BudgetGuard:
                     f"(spent ${self._spent:.3f}); raise budget_usd in the story to continue")
             self._spent += price_usd
 
+    def charge(self, price_usd: float) -> None:
+        """Count a job that is already paid for (one resumed from the journal): it is never refused."""
+        if self.limit_usd is None or price_usd <= 0:
+            return
+        with self._lock:
+            self._spent += price_usd
+
     def release(self, price_usd: float) -> None:
         """Give back a reservation that was never paid (the job failed before creation)."""
         if self.limit_usd is None or price_usd <= 0:

@@ -208,3 +208,43 @@ def test_output_that_is_not_an_image_is_never_cached(ctx):
     with pytest.raises(ProviderError, match="not an image"):
         generate_image(request(), HtmlError(), ctx)
     assert not ctx.store.list("cache") and not ctx.store.list("blobs")
+
+
+def test_a_finished_job_whose_download_failed_stays_journaled_and_is_collected_next_run(ctx):
+    from bookbug_assets.providers.base import OutputNotCollected
+
+    req = request()
+    provider = ScriptedProvider(wait_errors=[OutputNotCollected("scripted", "CDN down")])
+    with pytest.raises(OutputNotCollected):
+        generate_image(req, provider, ctx)
+    assert provider.submitted == ["job-1"]  # no second paid job for a download problem
+    assert ctx.store.read_json(journal_path(req.cache_key()))["job_id"] == "job-1"
+    record = generate_image(req, provider, ctx)  # the next run
+    assert provider.submitted == ["job-1"] and provider.waited == ["job-1", "job-1"] and record.job_id == "job-1"
+    assert [r.cost_usd for r in ctx.ledger.rows("b")] == [0.0, 0.04]  # paid once, counted once
+
+
+def test_a_resumed_job_counts_against_the_budget(ctx):
+    ctx.budget = BudgetGuard("b", 0.10, ctx.ledger)
+    provider = ScriptedProvider(price=0.04)
+    resumed = request(seed=1)
+    ctx.store.write_json(journal_path(resumed.cache_key()), {"job_id": "job-from-crashed-run", "provider": "scripted"})
+    generate_image(resumed, provider, ctx)
+    generate_image(request(seed=2), provider, ctx)
+    with pytest.raises(BudgetExceeded):  # 0.04 resumed + 0.04 + 0.04 > 0.10
+        generate_image(request(seed=3), provider, ctx)
+
+
+def test_a_job_created_as_the_run_stops_is_cancelled(ctx):
+    from bookbug_assets.generation import RunStopping
+
+    class StopsDuringCreate(ScriptedProvider):
+        def submit(self, req, reference_bytes):
+            job_id = super().submit(req, reference_bytes)
+            ctx.cancel_in_flight()  # the terminate arrives while the create reply is on its way
+            return job_id
+
+    provider = StopsDuringCreate()
+    with pytest.raises(RunStopping):
+        generate_image(request(), provider, ctx)
+    assert provider.cancelled == ["job-1"] and provider.waited == []

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from abc import ABC, abstractmethod
-from typing import Literal
+from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger(__name__)
 
 ImageKind = Literal["sprite_sheet", "hero_page", "page", "experiment", "style_sample"]
 LoraFamily = Literal["flux1", "flux2", "sdxl"]
@@ -144,8 +148,34 @@ class JobGone(ProviderError):
     """A journaled job id the provider no longer knows; the caller submits afresh."""
 
 
+class OutputNotCollected(ProviderError):
+    """The job finished, so it is paid for, but its output could not be fetched before the deadline.
+
+    Not a reason to pay for a new job: the caller keeps the job journaled, so the next run fetches it.
+    """
+
+
 class ConfigurationError(ValueError):
     """A request the chosen model cannot serve (wrong LoRA family, too many references)."""
+
+
+def collect_until(collect: Callable[[], JobOutput], end: float, poll_s: float, provider: str,
+                  job_id: str) -> JobOutput:
+    """Fetch a finished job's output, retrying transient failures (CDN 5xx, timeouts) until `end` (monotonic)."""
+    while True:
+        try:
+            return collect()
+        except (SafetyRefusal, JobGone):
+            raise
+        except ProviderError as exc:
+            if not exc.transient:
+                raise
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise OutputNotCollected(provider, f"job {job_id} finished but its output could not be fetched "
+                                                   f"({exc}); it stays journaled for the next run") from None
+            log.info("%s: fetching the output of %s failed (%s); trying again", provider, job_id, exc)
+            time.sleep(min(poll_s, remaining))
 
 
 class ImageProvider(ABC):

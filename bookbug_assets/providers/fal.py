@@ -30,7 +30,7 @@ from fal_client.client import Completed
 
 from bookbug_assets.providers.base import (
     ConfigurationError, ImageProvider, ImageRequest, JobGone, JobOutput, ModelCapabilities, ProviderError,
-    SafetyRefusal,
+    SafetyRefusal, collect_until,
 )
 from bookbug_assets.providers.fal_models import FAL_MODELS, FalModel
 from bookbug_assets.providers.replicate_models import (
@@ -157,12 +157,22 @@ class FalProvider(ImageProvider):
             if isinstance(status, Completed):
                 if status.error_type == "client_cancelled":
                     raise JobGone(self.name, f"request {request_id} was cancelled")
-                return self._collect(handle, endpoint, request_id)
+                return collect_until(lambda: self._collect(handle, endpoint, request_id), end, self.poll_interval_s,
+                                     self.name, job_id)
             if status is not None:
                 state = type(status).__name__
             remaining = end - time.monotonic()
             if remaining <= 0:
                 self.cancel(job_id)
+                # It may have finished since the last poll (a cancel then does nothing): collect it, not pay again.
+                try:
+                    last = self._call(lambda: handle.status(with_logs=False), f"status of {request_id}", job=True)
+                except ProviderError:
+                    last = None
+                if isinstance(last, Completed) and last.error_type != "client_cancelled":
+                    return collect_until(lambda: self._collect(handle, endpoint, request_id),
+                                         time.monotonic() + self.poll_interval_s * 3, self.poll_interval_s,
+                                         self.name, job_id)
                 raise ProviderError(self.name, f"request {request_id} still {state} after {deadline_s:.0f}s; "
                                                "cancelled", transient=True)
             time.sleep(min(self.poll_interval_s, remaining))

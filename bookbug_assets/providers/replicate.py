@@ -25,7 +25,7 @@ from replicate.resource import pydantic as _client_pydantic
 
 from bookbug_assets.providers.base import (
     ConfigurationError, ImageProvider, ImageRequest, JobGone, JobOutput, ModelCapabilities, ProviderError,
-    SafetyRefusal,
+    SafetyRefusal, collect_until,
 )
 from bookbug_assets.providers.replicate_models import (
     REPLICATE_MODELS, Redactor, ReplicateModel, fit_size, image_size_of, megapixels, nearest_ratio, ordered_refs,
@@ -146,7 +146,8 @@ class ReplicateProvider(ImageProvider):
             if prediction is not None:
                 status = prediction["status"]
                 if status == "succeeded":
-                    return self._collect(prediction)
+                    return collect_until(lambda: self._collect(prediction), end, self.poll_interval_s, self.name,
+                                         job_id)
                 if status == "failed":
                     raise _classify_failure(self._clean(prediction.get("error") or "prediction failed"))
                 if status in ("canceled", "aborted"):
@@ -155,9 +156,20 @@ class ReplicateProvider(ImageProvider):
             remaining = end - time.monotonic()
             if remaining <= 0:
                 self.cancel(job_id)
+                # It may have finished since the last poll (a cancel then does nothing): collect it, not pay again.
+                last = self._poll_quietly(job_id)
+                if last is not None and last["status"] == "succeeded":
+                    return collect_until(lambda: self._collect(last), time.monotonic() + self.poll_interval_s * 3,
+                                         self.poll_interval_s, self.name, job_id)
                 raise ProviderError(self.name, f"prediction {job_id} still {status} after {deadline_s:.0f}s; "
                                                "canceled", transient=True)
             time.sleep(min(self.poll_interval_s, remaining))
+
+    def _poll_quietly(self, job_id: str) -> dict | None:
+        try:
+            return self._get_prediction(job_id)
+        except ProviderError:
+            return None
 
     def cancel(self, job_id: str) -> None:
         try:  # raw JSON: the client's model cannot parse every status a cancel may answer with

@@ -288,3 +288,19 @@ def test_the_key_never_leaks(fake, provider, caplog):
     assert all(e.__cause__ is None for e in errors)
     # Output downloads do not carry the key to the CDN.
     assert all(r.header("Authorization") is None for r in fake.requests_to("GET", "/files/"))
+
+
+def test_a_flaky_output_download_is_retried_not_paid_again(fake, provider, monkeypatch):
+    from tests.fakes._http import json_response
+
+    real_handle, failures = fake.handle, []
+
+    def cdn_hiccup(req):
+        if req.method == "GET" and req.path.startswith("/files/") and len(failures) < 2:
+            failures.append(req.path)
+            return json_response({"detail": "upstream timeout"}, 503)
+        return real_handle(req)
+
+    monkeypatch.setattr(fake, "handle", cdn_hiccup)
+    _, out = run(provider, request("fal-ai/flux-lora"))
+    assert out.image and len(failures) == 2 and len(fake.submitted) == 1

@@ -313,3 +313,45 @@ def test_outputs_are_downloaded_without_the_token(fake, provider):
     run(provider, request("black-forest-labs/flux-kontext-pro"))
     downloads = [r for r in fake.requests if r.path.startswith("/delivery/")]
     assert downloads and all("authorization" not in {k.lower() for k in r.headers} for r in downloads)
+
+
+def test_a_flaky_output_download_is_retried_not_paid_again(fake, provider, monkeypatch):
+    from tests.fakes._http import json_response
+
+    real_handle, failures = fake.handle, []
+
+    def cdn_hiccup(req):
+        if req.method == "GET" and req.path.startswith("/delivery/") and len(failures) < 2:
+            failures.append(req.path)
+            return json_response({"detail": "upstream timeout"}, 503)
+        return real_handle(req)
+
+    monkeypatch.setattr(fake, "handle", cdn_hiccup)
+    _, out = run(provider, request("google/nano-banana-pro"))
+    assert out.image and len(failures) == 2 and len(fake.created_predictions) == 1
+
+
+def test_an_output_that_cannot_be_fetched_by_the_deadline_is_not_a_reason_to_pay_again(fake, provider, monkeypatch):
+    from bookbug_assets.providers.base import OutputNotCollected
+    from tests.fakes._http import json_response
+
+    real_handle = fake.handle
+    monkeypatch.setattr(fake, "handle", lambda req: json_response({"detail": "down"}, 503)
+                        if req.method == "GET" and req.path.startswith("/delivery/") else real_handle(req))
+    job_id = provider.submit(request("google/nano-banana-pro"), {})
+    with pytest.raises(OutputNotCollected):
+        provider.wait(job_id, request("google/nano-banana-pro"), deadline_s=0.5)
+    monkeypatch.setattr(fake, "handle", real_handle)
+    assert provider.wait(job_id, request("google/nano-banana-pro"), deadline_s=5).image  # the next run fetches it
+
+
+def test_a_job_finishing_at_the_deadline_is_collected_not_recreated(fake, provider, monkeypatch):
+    job_id = provider.submit(request("google/nano-banana-pro"), {})
+    real_poll, cancelled = provider._get_prediction, []
+    # Every poll before the deadline sees the job still running; it finished just before the cancel landed.
+    monkeypatch.setattr(provider, "_get_prediction",
+                        lambda jid: real_poll(jid) if cancelled else {**real_poll(jid), "status": "processing"})
+    real_cancel = provider.cancel
+    monkeypatch.setattr(provider, "cancel", lambda jid: (cancelled.append(jid), real_cancel(jid)))
+    out = provider.wait(job_id, request("google/nano-banana-pro"), deadline_s=0.3)
+    assert out.image and cancelled == [job_id] and len(fake.created_predictions) == 1
