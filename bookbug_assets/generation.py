@@ -158,6 +158,7 @@ def generate_image(request: ImageRequest, provider: ImageProvider, ctx: Generati
         ref.sha256: ctx.store.read_bytes(ref.key) for ref in request.references}
     refusals: list[str] = []
     attempt_request = request
+    seeds_matter = provider.capabilities(request.model).seed_deterministic
     for refusal_round in range(ctx.retry.refusal_retries + 1):
         try:
             record = _generate_once(attempt_request, provider, ctx, refs, partition, refusals)
@@ -172,7 +173,9 @@ def generate_image(request: ImageRequest, provider: ImageProvider, ctx: Generati
                     f"{len(refusals)} times (new seed, then a softened prompt); last reason: {refusal.reason}"
                 ) from None
             update = {"seed": (attempt_request.seed * 7919 + 104729) % 2**32}
-            if refusal_round >= 1:
+            # A model that ignores seeds (Replicate's nano-banana-pro takes none) would get the same input
+            # again and refuse it again, for a price: soften the prompt straight away.
+            if refusal_round >= 1 or not seeds_matter:
                 update["prompt"] = SOFTENING + request.prompt
             attempt_request = attempt_request.model_copy(update=update)
 

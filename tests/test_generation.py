@@ -123,6 +123,23 @@ def test_refusal_tries_new_seed_then_softened_prompt_then_fails_with_reason(ctx)
     assert statuses.count("refused") >= 3
 
 
+def test_a_model_without_seeds_gets_the_softened_prompt_at_the_first_retry(ctx):
+    class NoSeeds(ScriptedProvider):
+        prompts: list[str] = []
+
+        def capabilities(self, model):
+            return ModelCapabilities(model=model, price_usd=self.price, seed_deterministic=False)
+
+        def submit(self, req, reference_bytes):
+            self.prompts.append(req.prompt)
+            return super().submit(req, reference_bytes)
+
+    provider = NoSeeds(wait_errors=[SafetyRefusal("scripted", "flagged as sensitive (E005)"), None])
+    generate_image(request(), provider, ctx)
+    assert provider.prompts[0] == "a mouse with a lantern"
+    assert provider.prompts[1] != provider.prompts[0] and provider.prompts[1].endswith("a mouse with a lantern")
+
+
 def test_budget_stops_before_the_call_that_would_exceed_it(ctx):
     ctx.budget = BudgetGuard("b", 0.10, ctx.ledger)
     provider = ScriptedProvider(price=0.04)
