@@ -308,8 +308,9 @@ def _image_suffix(data: bytes) -> str | None:
 
 def _find_lost_job(provider: ImageProvider, request: ImageRequest, exc: ProviderError,
                    ctx: GenerationContext) -> str | None:
-    """A create with no HTTP answer (connection dropped) may still have started a job: look for it."""
-    if not exc.transient or exc.status is not None:
+    """A create with no HTTP answer (connection dropped, timeout) or a gateway error (502/504: the proxy gave
+    up, the API may not have) may still have started a job: look for it."""
+    if not exc.transient or exc.status not in (None, 502, 504):
         return None
     try:
         found = provider.find_job(request)

@@ -16,6 +16,7 @@ import logging
 import re
 import threading
 import time
+from datetime import datetime
 from typing import Any, Callable
 
 import httpx
@@ -45,6 +46,20 @@ _THROTTLE_HINT = re.compile(r"~?(\d+(?:\.\d+)?)\s*s\b")
 _VERSION_REF = re.compile(r"^([\w.-]+)/([\w.-]+):([0-9a-f]{16,})$")
 
 
+class _BoundedClient(replicate.Client):
+    """replicate.Client whose every request has a time limit.
+
+    replicate 1.0.7 creates predictions and uploads files with `timeout=None`, which httpx reads as "no limit
+    at all", not "the client's default": a create that stalls after connecting would hang its page thread
+    forever. A timed-out create is a transient error whose job `find_job` then looks for.
+    """
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if kwargs.get("timeout", httpx.USE_CLIENT_DEFAULT) is None:
+            kwargs["timeout"] = self._timeout
+        return super()._request(method, path, **kwargs)
+
+
 class ReplicateProvider(ImageProvider):
     name = "replicate"
 
@@ -53,7 +68,7 @@ class ReplicateProvider(ImageProvider):
         if not api_token:
             raise ConfigurationError("replicate needs an API token (REPLICATE_API_TOKEN)")
         self.poll_interval_s = poll_interval_s
-        self._pending: dict[str, dict] = {}
+        self._pending: dict[str, tuple[dict, float]] = {}  # request key -> (input sent, wall time sent)
         self._clean = Redactor(api_token)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -61,7 +76,7 @@ class ReplicateProvider(ImageProvider):
         self._timeout_s = timeout_s
         self._uploads: dict[str, str] = {}  # sha256 -> files API url, so a sprite sheet is sent once
         # base_url=None lets the client read REPLICATE_BASE_URL itself, as it always has.
-        self._client = replicate.Client(
+        self._client = _BoundedClient(
             api_token=api_token, base_url=base_url,
             timeout=httpx.Timeout(timeout_s, connect=5.0),
             event_hooks={"response": [self._remember_retry_after]})
@@ -111,20 +126,26 @@ class ReplicateProvider(ImageProvider):
         else:
             create["model"] = target
         # Kept until the create answers: if the reply is lost, find_job looks for this exact input.
-        self._pending[request.cache_key()] = inp
+        self._pending[request.cache_key()] = (inp, time.time())
         prediction = self._call(lambda: self._client.predictions.create(**create), "create prediction")
         self._pending.pop(request.cache_key(), None)
         log.debug("replicate prediction %s created for %s", prediction.id, request.model)
         return prediction.id
 
     def find_job(self, request: ImageRequest) -> str | None:
-        """The newest prediction with exactly the input whose create lost its reply, if Replicate has one."""
-        inp = self._pending.get(request.cache_key())
-        if inp is None:
+        """The newest prediction with exactly the input whose create lost its reply, if Replicate has one.
+
+        Only predictions created since that create was sent (less a minute for clock skew) count: an older one
+        with the same input is another request's image, perhaps one a reviewer rejected.
+        """
+        pending = self._pending.get(request.cache_key())
+        if pending is None:
             return None
+        inp, sent_at = pending
         page = self._call(lambda: self._client.predictions.list(), "list predictions")
         for prediction in page.results:  # newest first
-            if prediction.input == inp and prediction.status not in ("canceled", "aborted"):
+            if (prediction.input == inp and prediction.status not in ("canceled", "aborted")
+                    and _created_since(prediction.created_at, sent_at - 60)):
                 self._pending.pop(request.cache_key(), None)
                 return prediction.id
         return None
@@ -342,6 +363,13 @@ def _retry_after(header: str | None, detail: str) -> float | None:
             pass
     hint = _THROTTLE_HINT.search(detail)  # "Your rate limit resets in ~30s."
     return float(hint.group(1)) if hint else None
+
+
+def _created_since(created_at: str | None, since: float) -> bool:
+    try:
+        return datetime.fromisoformat(str(created_at).replace("Z", "+00:00")).timestamp() >= since
+    except ValueError:
+        return False  # no usable timestamp: not provably this create's job
 
 
 def _classify_failure(error: str) -> ProviderError:

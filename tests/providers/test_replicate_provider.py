@@ -355,3 +355,35 @@ def test_a_job_finishing_at_the_deadline_is_collected_not_recreated(fake, provid
     monkeypatch.setattr(provider, "cancel", lambda jid: (cancelled.append(jid), real_cancel(jid)))
     out = provider.wait(job_id, request("google/nano-banana-pro"), deadline_s=0.3)
     assert out.image and cancelled == [job_id] and len(fake.created_predictions) == 1
+
+
+def test_a_stalled_create_times_out_instead_of_hanging_the_page(fake, monkeypatch):
+    import time
+
+    real_handle = fake.handle
+
+    def stall_creates(req):
+        if req.method == "POST" and req.path.endswith("/predictions"):
+            time.sleep(3)  # connected, then nothing: replicate 1.0.7 would wait forever (timeout=None)
+        return real_handle(req)
+
+    monkeypatch.setattr(fake, "handle", stall_creates)
+    provider = ReplicateProvider(api_token=TOKEN, base_url=fake.url, poll_interval_s=0.02, timeout_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(request("google/nano-banana-pro"), {})
+    assert caught.value.transient and time.monotonic() - started < 2.5
+
+
+def test_a_lost_create_is_matched_only_to_a_prediction_made_since_it_was_sent(fake, provider):
+    import time
+
+    req = request("google/nano-banana-pro")
+    fake.crash_after_create = 1  # created, reply lost: the input waits in _pending for find_job
+    with pytest.raises(ProviderError):
+        provider.submit(req, {})
+    inp, sent_at = provider._pending[req.cache_key()]
+    provider._pending[req.cache_key()] = (inp, time.time() + 3600)  # as if this create were sent much later
+    assert provider.find_job(req) is None  # the one that exists is older: another request's image
+    provider._pending[req.cache_key()] = (inp, sent_at)
+    assert provider.find_job(req) == fake.created_predictions[-1]["id"]
