@@ -84,6 +84,15 @@ def read_cursor_files(cursor: str | None, log) -> dict[str, str]:
         return {}
 
 
+def read_cursor_owners(cursor: str | None) -> dict[str, str]:
+    """{book_id: story file name} from the story sensor's cursor; an old or damaged cursor has none."""
+    try:
+        owners = json.loads(cursor).get("owners", {}) if cursor else {}
+        return {str(k): str(v) for k, v in owners.items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
 def book_subset(asset_graph, story: Story, include_ledger: bool = True) -> AssetGraphSubset:
     """Exactly one book: its book-level assets and its real pages, never the empty slots."""
     wanted = {AssetKeyPartitionKey(dg.AssetKey(name), story.book_id) for name in BOOK_ASSETS}
@@ -100,12 +109,20 @@ def book_run_request(asset_graph, story: Story, reason: str) -> dg.RunRequest:
                                                 tags={"bookbug/book": story.book_id, "bookbug/reason": reason})
 
 
-def scan_story_folder(stories_dir: Path, styles_dir: Path, seen: dict[str, str],
-                      log) -> tuple[list[Story], list[tuple[str, str]], dict[str, str]]:
-    """(new or changed stories, rejections (name, reason), new cursor state). Never raises per file."""
+def scan_story_folder(stories_dir: Path, styles_dir: Path, seen: dict[str, str], log,
+                      owners: dict[str, str] | None = None) -> tuple[list[Story], list[tuple[str, str]], dict[str, str]]:
+    """(new or changed stories, rejections (name, reason), new cursor state). Never raises per file.
+
+    `owners` ({book_id: file name}, kept in the cursor) is updated in place: a later file that reuses a book_id
+    another file in the folder still holds is rejected, in this tick or any later one.
+    """
     known_styles = set(style_names(styles_dir))
     stories: list[Story] = []
     rejected: list[tuple[str, str]] = []
+    owners = {} if owners is None else owners
+    for book_id, owner in list(owners.items()):
+        if not (stories_dir / owner).is_file():  # deleted or renamed: its book_id is free again
+            del owners[book_id]
     claimed: dict[str, str] = {}
     changed, state = changed_files(stories_dir, seen, MAX_STORY_BYTES, log)
     for path in changed:
@@ -113,10 +130,13 @@ def scan_story_folder(stories_dir: Path, styles_dir: Path, seen: dict[str, str],
             if path.suffix.lower() not in STORY_SUFFIXES:
                 raise StoryError(path.name, [("", f"unsupported extension {path.suffix!r}; use .json or .yaml")])
             parsed = load_story_file(path, known_styles)
-            if parsed.book_id in claimed:
-                raise StoryError(path.name, [("book_id", f"{parsed.book_id!r} is already used by "
-                                                         f"{claimed[parsed.book_id]}")])
+            holder = claimed.get(parsed.book_id) or owners.get(parsed.book_id)
+            if holder is not None and holder != path.name:
+                raise StoryError(path.name, [("book_id", f"{parsed.book_id!r} is already used by {holder}")])
             claimed[parsed.book_id] = path.name
+            for book_id in [b for b, owner in owners.items() if owner == path.name]:
+                del owners[book_id]  # this file's earlier book_id, if it changed, is free again
+            owners[parsed.book_id] = path.name
             stories.append(parsed)
         except StoryError as exc:
             rejected.append((path.name, str(exc)))
@@ -137,7 +157,9 @@ def story_folder_sensor(context: dg.SensorEvaluationContext, storage: BookbugSto
     seen = read_cursor_files(context.cursor, context.log)
     existing_books = set(context.instance.get_dynamic_partitions(books_partitions.name))
     existing_slots = set(context.instance.get_dynamic_partitions(page_slots_partitions.name))
-    stories, rejected, state = scan_story_folder(storage.stories_path, storage.styles_path, seen, context.log)
+    owners = read_cursor_owners(context.cursor)
+    stories, rejected, state = scan_story_folder(storage.stories_path, storage.styles_path, seen, context.log,
+                                                 owners)
     for name, reason in rejected:
         where = write_rejection(storage.stories_path, name, reason, context.log)
         context.log.warning(f"rejected story {reason}" + (f" (reason written to {where.name})" if where else ""))
@@ -151,7 +173,7 @@ def story_folder_sensor(context: dg.SensorEvaluationContext, storage: BookbugSto
         partition_requests.append(books_partitions.build_add_request(new_books))
     if new_slots:
         partition_requests.append(page_slots_partitions.build_add_request(new_slots))
-    cursor = json.dumps({"files": state}, sort_keys=True)
+    cursor = json.dumps({"files": state, "owners": owners}, sort_keys=True)
     if not run_requests and not rejected:
         return dg.SensorResult(skip_reason="no new or changed stories", cursor=cursor)
     return dg.SensorResult(run_requests=run_requests, dynamic_partitions_requests=partition_requests, cursor=cursor)

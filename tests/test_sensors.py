@@ -91,6 +91,20 @@ def test_two_files_claiming_one_book_id(workspace, defs_for, instance):
     assert "already used by a.yaml" in (workspace["stories"] / "rejected" / "b.yaml.reason.txt").read_text()
 
 
+def test_a_later_file_cannot_take_a_book_id_another_file_holds(workspace, defs_for, instance):
+    defs, folder = defs_for(), workspace["stories"]
+    shutil.copy(EXAMPLE, folder / "a.yaml")
+    first = tick(defs, instance)
+    write_story(folder, "b.yaml", title="Someone else's book")  # same book_id as a.yaml, a tick later
+    second = tick(defs, instance, cursor=first.cursor)
+    assert not second.run_requests  # the book a.yaml made is not rebuilt from b.yaml
+    assert "already used by a.yaml" in (folder / "rejected" / "b.yaml.reason.txt").read_text()
+    (folder / "a.yaml").unlink()  # the owner goes away: the book_id is free
+    write_story(folder, "b.yaml", title="Someone else's book, now the only one")
+    third = tick(defs, instance, cursor=second.cursor)
+    assert len(third.run_requests) == 1
+
+
 def test_the_sensor_never_raises_on_a_damaged_cursor_or_an_unwritable_rejected_folder(workspace, defs_for,
                                                                                       instance):
     shutil.copy(EXAMPLE, workspace["stories"] / "good.yaml")
