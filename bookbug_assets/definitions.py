@@ -16,6 +16,7 @@ from bookbug_assets.assets.reports import cost_report
 from bookbug_assets.assets.style import build_style_assets
 from bookbug_assets.checks import book_pdf_preflight, hero_page_quality, sprite_sheet_quality
 from bookbug_assets.golden import golden_books_job
+from bookbug_assets.providers.base import ConfigurationError
 from bookbug_assets.providers.registry import pool_for
 from bookbug_assets.resources import BookbugStorage, ImageProviders, LocalGpuSettings
 from bookbug_assets.sensors import story_folder_sensor
@@ -25,6 +26,20 @@ from bookbug_assets.sensors_review import review_sensor
 def _env(name: str) -> dg.EnvVar | None:
     """Secrets only as EnvVar (the UI shows the variable's name); absent means 'not configured'."""
     return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def _number(name: str, default, kind):
+    """A numeric setting; unset or empty means the default, anything else must parse (the error names it)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a {'whole number' if kind is int else 'number'}") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name}={raw!r} must be greater than 0")
+    return value
 
 
 def build_definitions(data_root: str | None = None, stories_dir: str | None = None,
@@ -55,9 +70,9 @@ def build_definitions(data_root: str | None = None, stories_dir: str | None = No
         replicate_base_url=os.environ.get("BOOKBUG_REPLICATE_BASE_URL"),
         fal_key=_env("FAL_KEY"),
         fal_base_url=os.environ.get("BOOKBUG_FAL_BASE_URL"),
-        max_concurrency=int(os.environ.get("BOOKBUG_MAX_CONCURRENCY", "12")),
-        poll_interval_s=float(os.environ.get("BOOKBUG_POLL_INTERVAL_S", "1.0")),
-        max_attempts=int(os.environ.get("BOOKBUG_MAX_ATTEMPTS", "5")),
+        max_concurrency=_number("BOOKBUG_MAX_CONCURRENCY", 12, int),
+        poll_interval_s=_number("BOOKBUG_POLL_INTERVAL_S", 1.0, float),
+        max_attempts=_number("BOOKBUG_MAX_ATTEMPTS", 5, int),
         local=LocalGpuSettings.from_env(os.environ),
     )
     # Generation steps run in their provider's pool (limits: dagster.yaml default, or

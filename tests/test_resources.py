@@ -80,3 +80,22 @@ def test_the_local_trainer_trains_on_the_base_the_provider_renders_with(tmp_path
     assert explicit.base_model == "me/my-flux"
     tiny = local_training_config(LocalGpuSettings(model_dir="tiny-random", device="cpu"), style)
     assert tiny.tiny_random and tiny.resolutions == (64,) and tiny.device == "cpu"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", 12), ("  ", 12), ("4", 4)])
+def test_numeric_settings_treat_empty_as_unset(monkeypatch, tmp_path, value, expected):
+    from bookbug_assets.definitions import build_definitions
+
+    monkeypatch.setenv("BOOKBUG_MAX_CONCURRENCY", value)
+    defs = build_definitions(data_root=str(tmp_path), stories_dir=str(tmp_path), styles_dir=str(tmp_path))
+    assert defs.resources["image_providers"].max_concurrency == expected
+
+
+@pytest.mark.parametrize(("name", "value"), [("BOOKBUG_MAX_CONCURRENCY", "twelve"), ("BOOKBUG_MAX_ATTEMPTS", "0"),
+                                             ("BOOKBUG_POLL_INTERVAL_S", "1s")])
+def test_a_bad_number_names_its_variable(monkeypatch, tmp_path, name, value):
+    from bookbug_assets.definitions import build_definitions
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=f"{name}='{value}'"):
+        build_definitions(data_root=str(tmp_path), stories_dir=str(tmp_path), styles_dir=str(tmp_path))
