@@ -227,6 +227,23 @@ def test_a_failed_page_is_regenerated_with_a_new_seed_and_the_winner_is_recorded
     assert "**won**" in table and "lost:" in table
 
 
+def test_a_rerun_with_fewer_attempts_keeps_the_accepted_page(planted, defs_for, instance):
+    defs = defs_for()
+    story = write_story(planted, "rerun-book", pages=1)
+    PlantedProvider.PLAN = {1: ["blank", "blank", "good"]}
+    render_references(defs, instance, story, checks=False)
+    assert render_pages(defs, instance, story).success
+    store = defs.resources["storage"].store()
+    accepted = store.read_json("books/rerun-book/pages/001.json")
+    paid = len([r for r in Ledger(store).rows(story.book_id) if r.status == "ok"])
+
+    rerun = render_pages(defs, instance, story, run_config=pages_config(max_attempts=1))
+    assert rerun.success
+    assert store.read_json("books/rerun-book/pages/001.json")["image_sha256"] == accepted["image_sha256"]
+    assert load_verdicts(store, story.book_id)["page-001"].winner == 3
+    assert len([r for r in Ledger(store).rows(story.book_id) if r.status == "ok"]) == paid  # nothing new paid
+
+
 def test_regeneration_stops_at_the_budget(planted, defs_for, instance):
     defs = defs_for()
     PlantedProvider.PRICE = 0.10

@@ -10,7 +10,7 @@ from pydantic import Field
 from bookbug_assets.checks import (
     AttemptSummary, QualityReference, QualityThresholds, QualityVerdict, assess_image, save_verdict,
 )
-from bookbug_assets.generation import GenerationContext, GenerationRecord
+from bookbug_assets.generation import GenerationContext, GenerationRecord, cached_record
 from bookbug_assets.ledger import BudgetExceeded, LedgerRow
 from bookbug_assets.providers.base import ImageRequest
 from bookbug_assets.review import ReviewState, reviewed_request
@@ -35,14 +35,21 @@ def render_with_gate(request: ImageRequest, generate, *, store: ArtifactStore, s
 
     Attempt 1 is the request as reviewed (review.reviewed_request); later attempts change only the
     seed. The winner is the first accepted attempt, else the best failing one (fewest failures).
+    Attempts past `max_attempts` are looked at only while they are already in the cache (free).
     A reviewer's approval of an attempt's exact bytes accepts it over the gate.
     """
     decision = review.targets.get(target)
     approved_sha = decision.image_sha256 if decision and decision.decision == "approve" else None
     tried: list[tuple[GenerationRecord, AttemptSummary, object]] = []
     stopped = ""
-    for attempt in range(1, config.max_attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         attempt_request = reviewed_request(store, story, target, request, attempt, review)
+        # max_attempts bounds what is paid for; attempts an earlier run already drew are free and always looked
+        # at, so a rerun with fewer attempts cannot swap an accepted attempt 3 for a failing attempt 1.
+        if attempt > config.max_attempts and cached_record(store, attempt_request) is None:
+            break
         try:
             record = generate(attempt_request)
         except BudgetExceeded as exc:
