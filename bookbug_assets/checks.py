@@ -272,10 +272,14 @@ def book_pdf_preflight(context: dg.AssetCheckExecutionContext, storage: BookbugS
     labels = ["cover"] + [f"page {int(k)}" for k in story.page_keys]
     report = preflight_pdf(store.local_path(book_key(book_id, f"{book_id}.pdf")), spec, labels)
     upscaled = upscaled_images(store, story)
+    description = "print-ready" if report.passed else "; ".join(report.problems[:10])
+    if report.passed and report.watermarks:
+        # The layout is what the printer gets; the watermark says this copy is not the one to send.
+        description = f"print-ready layout, watermarked {' and '.join(report.watermarks)}: not for print"
     return dg.AssetCheckResult(
-        passed=report.passed, severity=dg.AssetCheckSeverity.ERROR,
-        description="print-ready" if report.passed else "; ".join(report.problems[:10]),
+        passed=report.passed, severity=dg.AssetCheckSeverity.ERROR, description=description,
         metadata={"pages": len(report.pages), "min_ppi": dg.MetadataValue.float(report.min_ppi or 0.0),
+                  "watermarks": ", ".join(report.watermarks) or "none",
                   "fonts_embedded": ", ".join(f"{n}: {'yes' if e else 'NO'}" for n, e in report.fonts.items()),
                   "upscaled": dg.MetadataValue.md("\n".join(f"- {u}" for u in upscaled) or "none"),
                   "report": dg.MetadataValue.md(report.markdown())})

@@ -43,6 +43,7 @@ class PreflightReport:
     pages: list[PagePreflight]
     fonts: dict[str, bool]  # BaseFont -> embedded
     problems: list[str]
+    watermarks: list[str] = field(default_factory=list)  # PREVIEW / DRAFT: laid out for print, not to be printed
 
     @property
     def passed(self) -> bool:
@@ -288,4 +289,6 @@ def preflight_pdf(path: str | Path, spec: PdfSpec, labels: list[str] | None = No
         problems.extend(f"{label}: {p}" for p in walker.result.problems)
     if not pages:
         problems.append("the PDF has no pages")
-    return PreflightReport(pages=pages, fonts=fonts, problems=problems)
+    title = str((reader.metadata or {}).get("/Title") or "")
+    watermarks = [mark for mark in ("PREVIEW", "DRAFT") if f"[{mark}]" in title]  # build_book_pdf's title marks
+    return PreflightReport(pages=pages, fonts=fonts, problems=problems, watermarks=watermarks)

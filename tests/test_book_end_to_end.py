@@ -46,6 +46,8 @@ def test_every_asset_materializes_and_the_pdf_is_print_ready(rendered, workspace
     text = " ".join(" ".join(p.extract_text().split()) for p in pdf.pages)
     assert "At the edge of the meadow lived a little mouse called Pip." in text
     assert "PREVIEW" in text or "PREVIEW" in (pdf.metadata.title or "")
+    (preflight,) = results["pdf"].get_asset_check_evaluations()
+    assert preflight.passed and "watermarked PREVIEW: not for print" in preflight.description
 
 
 def test_second_materialization_is_all_cache_hits_and_free(rendered, instance):

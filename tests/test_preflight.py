@@ -60,6 +60,11 @@ def test_a_planted_low_resolution_page_fails_and_passes_after_upscaling(tmp_path
     assert fixed.passed, fixed.problems
     assert fixed.min_ppi == pytest.approx(300, abs=1)
     assert all(fixed.fonts.values()) and fixed.fonts
+    assert fixed.watermarks == []
+    preview_pages = [PdfPage(image=p.image, text=p.text, is_preview=True, label=p.label) for p in pages]
+    preview = build_book_pdf(title="Low res", author="Test", cover=cover, pages=preview_pages, spec=PdfSpec(),
+                             out_path=tmp_path / "preview.pdf")
+    assert preflight_pdf(preview.path, PdfSpec()).watermarks == ["PREVIEW"]
 
 
 def test_preflight_names_unembedded_fonts_text_outside_the_safe_area_and_missing_boxes(tmp_path):
