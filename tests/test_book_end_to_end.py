@@ -89,3 +89,24 @@ def test_a_page_rejected_in_review_is_never_printed_until_redrawn(rendered, work
                             partition_key=story.book_id, raise_on_error=False)
     assert not result.success
     assert "page-003 (rejected in review)" in str(result.all_events)
+
+
+def test_book_pdf_refuses_pages_drawn_for_an_earlier_story(rendered, workspace, instance):
+    import dagster as dg
+    import yaml
+
+    from bookbug_assets.cli import _assets
+
+    defs, story, _ = rendered
+    path = workspace["stories"] / EXAMPLE.name
+    data = yaml.safe_load(path.read_text())
+    data["pages"][2]["scene"] = "Pip climbs the old oak in the rain."  # page 3 must be drawn again
+    path.write_text(yaml.safe_dump(data))
+    # Only the story is materialized again: every page record is now from the earlier version.
+    dg.materialize(_assets(defs, "story"), instance=instance, resources=defs.resources, partition_key=story.book_id)
+    with pytest.raises(Exception, match="drawn for an earlier version of the story"):
+        dg.materialize(_assets(defs, "book_pdf"), instance=instance, resources=defs.resources,
+                       partition_key=story.book_id)
+    results = materialize_book(defs, instance, load_story_file(path, {"soft-meadow"}), echo=lambda *_: None,
+                               include_style=False)
+    assert all(r.success for r in results.values())  # pages redrawn (page 3) or re-stamped (the rest, free)

@@ -32,6 +32,17 @@ def load_story(store: ArtifactStore, book_id: str) -> Story:
     return Story.model_validate(store.read_json(key)["story"])
 
 
+def story_sha256(store: ArtifactStore, book_id: str) -> str:
+    """The content hash of the story file the book's current `story` materialization was read from."""
+    return str(store.read_json(book_key(book_id, "story.json")).get("sha256", ""))
+
+
+def drawn_for(store: ArtifactStore, book_id: str, references: tuple[ReferenceImage, ...] = ()) -> dict[str, str]:
+    """What an image was drawn against: the story version and its reference images. Kept in the image's record,
+    so book_pdf can tell a page drawn for an earlier story (a rerun that failed left it behind) from a current one."""
+    return {"story": story_sha256(store, book_id), **{ref.role: ref.sha256 for ref in references}}
+
+
 def load_record(store: ArtifactStore, book_id: str, name: str) -> GenerationRecord:
     key = book_key(book_id, f"{name}.json")
     if not store.exists(key):

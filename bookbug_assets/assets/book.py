@@ -9,7 +9,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from bookbug_assets.assets._shared import book_key, load_record, load_story, pdf_spec, thumbnail_md
+from bookbug_assets.assets._shared import (
+    book_key, drawn_for, load_record, load_story, pdf_spec, reference, thumbnail_md,
+)
 from bookbug_assets.generation import GenerationRecord
 from bookbug_assets.partitions import books_partitions, style_names
 from bookbug_assets.pdf import PdfPage, build_book_pdf
@@ -98,16 +100,25 @@ def book_pdf(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.M
     parsed = load_story(store, book_id)
     cover = load_record(store, book_id, "hero_page")
     records: dict[str, GenerationRecord] = {"cover": cover}
-    missing = []
+    missing, stale = [], []
+    now = drawn_for(store, book_id, (reference(load_record(store, book_id, "sprite_sheet"), "sprite_sheet"),
+                                     reference(cover, "hero_page")))
     for key in parsed.page_keys:
         page_record_key = book_key(book_id, f"pages/{key}.json")
         if not store.exists(page_record_key):
             missing.append(str(int(key)))
             continue
-        records[f"page-{key}"] = GenerationRecord.model_validate(store.read_json(page_record_key))
+        data = store.read_json(page_record_key)
+        if data.get("drawn_for", now) != now:  # records from before the stamp existed are taken as they are
+            stale.append(str(int(key)))
+        records[f"page-{key}"] = GenerationRecord.model_validate(data)
     if missing:
         raise dg.Failure(f"{book_id}: pages {', '.join(missing)} are not rendered yet; materialize book_pages "
                          f"for them first", allow_retries=False)
+    if stale:
+        raise dg.Failure(f"{book_id}: pages {', '.join(stale)} were drawn for an earlier version of the story or "
+                         f"of its sprite sheet / hero page; materialize book_pages for them first (pages whose "
+                         f"picture did not change are free cache hits)", allow_retries=False)
     current = {"hero_page": cover.image_sha256,
                **{page_target(k): records[f"page-{k}"].image_sha256 for k in parsed.page_keys}}
     refused = refused_images(store, book_id, current)

@@ -21,8 +21,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 import dagster as dg
 
 from bookbug_assets.assets._shared import (
-    NO_TEXT, book_key, character_lines, generation_context, image_metadata, load_record, load_story, make_request,
-    reference, style_prefix,
+    NO_TEXT, book_key, character_lines, drawn_for, generation_context, image_metadata, load_record, load_story,
+    make_request, reference, style_prefix,
 )
 from bookbug_assets.assets.characters import STYLE_DEP
 from bookbug_assets.assets.style import load_style_profile
@@ -89,7 +89,8 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
                 config=config, qref=qref, has_characters=bool(story.pages[number - 1].characters), review=review)
             page_record = book_key(book_id, f"pages/{page}.json")
             if verdict.accepted:
-                store.write_json(page_record, record.model_dump(mode="json"))
+                store.write_json(page_record, {**record.model_dump(mode="json"),
+                                               "drawn_for": drawn_for(store, book_id, refs)})
             else:
                 store.delete(page_record)  # a failed page must not reach book_pdf, not even an older one
             return record, verdict
