@@ -69,6 +69,24 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return Response(status=status, body=obj, headers=dict(headers or {}))
 
 
+def intercept(fake: Any, monkeypatch: Any, method: str, prefix: str, status: int, detail: str = "unavailable",
+              times: int | None = None) -> list[str]:
+    """Answer the fake's `method` requests under `prefix` with an error (the first `times` of them, or all).
+
+    Returns the paths it answered, so a test can count them. Undone by monkeypatch at the end of the test.
+    """
+    real_handle, hit = fake.handle, []
+
+    def handle(req: Any) -> Response:
+        if req.method == method and req.path.startswith(prefix) and (times is None or len(hit) < times):
+            hit.append(req.path)
+            return json_response({"detail": detail}, status)
+        return real_handle(req)
+
+    monkeypatch.setattr(fake, "handle", handle)
+    return hit
+
+
 def random_id(n: int = 26) -> str:
     alphabet = string.ascii_lowercase + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(n))

@@ -145,17 +145,10 @@ def test_the_key_never_travels_to_the_signed_storage_url(fake, provider):
 
 
 def test_a_failed_cdn_upload_falls_back_to_storage_without_the_key(fake, monkeypatch):
-    from tests.fakes._http import json_response
+    from tests.fakes._http import intercept
 
     fake.patch_client(monkeypatch)
-    real_handle = fake.handle
-
-    def cdn_down(req):
-        if req.method == "POST" and req.path == "/files/upload":
-            return json_response({"detail": "CDN unavailable"}, 400)
-        return real_handle(req)
-
-    monkeypatch.setattr(fake, "handle", cdn_down)
+    intercept(fake, monkeypatch, "POST", "/files/upload", 400, "CDN unavailable")
     provider = FalProvider(key=KEY, poll_interval_s=0.02)
     references, data = refs(SPRITE)
     _, out = run(provider, request("fal-ai/flux-kontext/dev", references=references), data)
@@ -291,16 +284,8 @@ def test_the_key_never_leaks(fake, provider, caplog):
 
 
 def test_a_flaky_output_download_is_retried_not_paid_again(fake, provider, monkeypatch):
-    from tests.fakes._http import json_response
+    from tests.fakes._http import intercept
 
-    real_handle, failures = fake.handle, []
-
-    def cdn_hiccup(req):
-        if req.method == "GET" and req.path.startswith("/files/") and len(failures) < 2:
-            failures.append(req.path)
-            return json_response({"detail": "upstream timeout"}, 503)
-        return real_handle(req)
-
-    monkeypatch.setattr(fake, "handle", cdn_hiccup)
+    failures = intercept(fake, monkeypatch, "GET", "/files/", 503, "upstream timeout", times=2)
     _, out = run(provider, request("fal-ai/flux-lora"))
     assert out.image and len(failures) == 2 and len(fake.submitted) == 1

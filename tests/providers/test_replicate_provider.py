@@ -316,28 +316,19 @@ def test_outputs_are_downloaded_without_the_token(fake, provider):
 
 
 def test_a_flaky_output_download_is_retried_not_paid_again(fake, provider, monkeypatch):
-    from tests.fakes._http import json_response
+    from tests.fakes._http import intercept
 
-    real_handle, failures = fake.handle, []
-
-    def cdn_hiccup(req):
-        if req.method == "GET" and req.path.startswith("/delivery/") and len(failures) < 2:
-            failures.append(req.path)
-            return json_response({"detail": "upstream timeout"}, 503)
-        return real_handle(req)
-
-    monkeypatch.setattr(fake, "handle", cdn_hiccup)
+    failures = intercept(fake, monkeypatch, "GET", "/delivery/", 503, "upstream timeout", times=2)
     _, out = run(provider, request("google/nano-banana-pro"))
     assert out.image and len(failures) == 2 and len(fake.created_predictions) == 1
 
 
 def test_an_output_that_cannot_be_fetched_by_the_deadline_is_not_a_reason_to_pay_again(fake, provider, monkeypatch):
     from bookbug_assets.providers.base import OutputNotCollected
-    from tests.fakes._http import json_response
+    from tests.fakes._http import intercept
 
     real_handle = fake.handle
-    monkeypatch.setattr(fake, "handle", lambda req: json_response({"detail": "down"}, 503)
-                        if req.method == "GET" and req.path.startswith("/delivery/") else real_handle(req))
+    intercept(fake, monkeypatch, "GET", "/delivery/", 503, "down")
     job_id = provider.submit(request("google/nano-banana-pro"), {})
     with pytest.raises(OutputNotCollected):
         provider.wait(job_id, request("google/nano-banana-pro"), deadline_s=0.5)
