@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import reportlab
 from PIL import Image, ImageDraw, ImageOps, ImageStat
@@ -42,6 +43,12 @@ class PdfSpec:  # all in inches
     bleed_in: float = 0.125
     safe_margin_in: float = 0.5
     dpi: int = 300
+
+    @classmethod
+    def of(cls, fmt: Any) -> "PdfSpec":
+        """From a story's `format` (stories.models.StoryFormat): the one place the two meet."""
+        return cls(trim_width_in=fmt.trim_width_in, trim_height_in=fmt.trim_height_in, bleed_in=fmt.bleed_in,
+                   safe_margin_in=fmt.safe_margin_in, dpi=fmt.dpi)
 
 
 @dataclass(frozen=True)
@@ -275,6 +282,21 @@ def _assemble(title: str, author: str, geom: _Geom, extra: dict[str, str], label
         finally:
             rl_config.useA85 = a85
     return buf.getvalue()
+
+
+def text_fit_problems(*, title: str, author: str, page_texts: list[str], spec: PdfSpec) -> list[tuple[str, str]]:
+    """(where, why) for every text that would not fit its page even at the smallest size: the layout build_book_pdf
+    will do, without images, so a story that cannot be printed is refused before any image is paid for."""
+    _register_fonts()
+    geom = _Geom.of(spec)
+    problems = []
+    for i, (text, cover) in enumerate([("", (title, author)), *((t, None) for t in page_texts)]):
+        label = "cover" if i == 0 else f"page {i}"
+        try:
+            _layout(PdfPage(image=Path(), text=text, is_preview=False, label=label), geom, label, cover)
+        except ValueError as exc:
+            problems.append(("title" if i == 0 else f"pages[{i - 1}].text", str(exc)))
+    return problems
 
 
 def build_book_pdf(*, title: str, author: str, cover: PdfPage, pages: list[PdfPage], spec: PdfSpec,

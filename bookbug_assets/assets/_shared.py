@@ -146,6 +146,4 @@ def image_metadata(store: ArtifactStore, record: GenerationRecord, alt: str) -> 
 
 def pdf_spec(story: Story) -> PdfSpec:
     """The print geometry of a book: what book_pdf builds and what the preflight check expects."""
-    fmt = story.format
-    return PdfSpec(trim_width_in=fmt.trim_width_in, trim_height_in=fmt.trim_height_in, bleed_in=fmt.bleed_in,
-                   safe_margin_in=fmt.safe_margin_in, dpi=fmt.dpi)
+    return PdfSpec.of(story.format)

@@ -22,6 +22,13 @@ def parse_story_bytes(data: bytes, source: str, known_styles: set[str] | None = 
     if known_styles is not None and story.style not in known_styles:
         choices = ", ".join(sorted(known_styles)) or "none"
         raise StoryError(source, [("style", f"unknown style {story.style!r} (available: {choices})")])
+    # Imported here: the layout needs reportlab's fonts, which nothing else in stories/ does.
+    from bookbug_assets.pdf import PdfSpec, text_fit_problems
+
+    problems = text_fit_problems(title=story.title, author=story.author, page_texts=[p.text for p in story.pages],
+                                 spec=PdfSpec.of(story.format))
+    if problems:
+        raise StoryError(source, problems)
     return story
 
 

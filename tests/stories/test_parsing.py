@@ -48,6 +48,13 @@ def _error(data: bytes, name: str = "bad.json") -> StoryError:
     (lambda d: d.update(provider="nano"), "provider", "<family>:<model>"),
     (lambda d: d["format"].update(bleed_in=3) if "format" in d else d.update(format={"bleed_in": 3}),
      "format.bleed_in", "less than or equal"),
+    # Valid fields, but the book could not be printed: refused before any image is paid for.
+    (lambda d: (d.update(format={"trim_width_in": 4, "trim_height_in": 4}),
+                d["pages"][2].update(text="Pip walked on and on through the long grass. " * 12)),
+     "pages[2].text", "does not fit the safe area"),
+    (lambda d: d.update(format={"trim_width_in": 4, "trim_height_in": 4},
+                        title="The Very Long and Winding Tale of " + "a Little Mouse and a Lantern " * 4),
+     "title", "does not fit the safe area"),
 ])
 def test_errors_name_the_file_and_the_field(mutate, field, words):
     data = good()
