@@ -30,10 +30,11 @@ from bookbug_assets.sensors import BOOK_SELECTION, REJECTED_DIR, _safe_name, boo
 from bookbug_assets.stories import Story, StoryError, parse_story_bytes
 from bookbug_assets.stories.parsing import MAX_STORY_BYTES, STORY_SUFFIXES
 
-# get_objects keeps only objects strictly newer than the mark; S3 stamps LastModified to the
-# second, so a later upload in the same second as the mark would be missed. Listing from a little
-# before the mark and de-duplicating by ETag closes that gap.
-_OVERLAP = timedelta(seconds=2)
+# get_objects keeps only objects strictly newer than the mark. S3 stamps LastModified to the second,
+# and with the time an upload *began*: a slow upload can show up in a listing after a later, faster
+# one has moved the mark past it. Listing from well before the mark and de-duplicating by ETag closes
+# both gaps; the listing is the same either way, only the time filter moves.
+_OVERLAP = timedelta(minutes=5)
 
 
 def _norm_prefix(prefix: str) -> str:

@@ -295,3 +295,16 @@ def test_fetch_story_from_s3(s3, bucket, workspace):
     assert key == "stories/pip.yaml" and len(story.pages) == 12
     with pytest.raises(dg.Failure, match="no valid story"):
         fetch_story_from_s3(client, bucket, "stories/", "missing-book", {"soft-meadow"})
+
+
+def test_an_upload_listed_late_with_an_earlier_timestamp_is_still_picked_up(sensor_env, bucket, instance):
+    """S3 stamps LastModified when an upload begins: a slow one can appear after the mark moved past it."""
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    tick, client = sensor_env
+    _upload(client, bucket, "slow.yaml", _story_bytes(book_id="slow-book"))
+    # The cursor of a tick that ran while slow.yaml was still uploading and saw a faster, later upload.
+    later = (datetime.now(timezone.utc) + timedelta(seconds=60)).isoformat()
+    result = tick(json.dumps({"since": later, "etags": {}, "books": {}}))
+    assert _story_ids(result) == [{"slow-book"}]
