@@ -281,8 +281,8 @@ def provider_end_to_end(report: Report, args, cache, spec, device: str, text_tok
 def bench_training(report: Report, args, device: str, dtype) -> None:
     import torch
 
-    from bookbug_assets.providers._local_pipelines import (FLUX_DEV_TRANSFORMER_CONFIG, quantize_denoiser,
-                                                           set_attention_backend)
+    from bookbug_assets.providers._local_pipelines import (FLUX_DEV_TRANSFORMER_CONFIG, fp8_linear_count,
+                                                           quantize_denoiser, set_attention_backend)
     from bookbug_assets.training.local import flux_lora
 
     config = TINY_TRANSFORMER if args.smoke else FLUX_DEV_TRANSFORMER_CONFIG
@@ -335,8 +335,7 @@ def bench_training(report: Report, args, device: str, dtype) -> None:
                         lora_B_moved=moved > 0, trainable_params=sum(p.numel() for p in params),
                         attention=args.attention if device != "cpu" else "native (cuDNN excluded)",
                         compiled=args.train_compile, first_step_s=round(first_step, 2),
-                        quantized_linears=sum(type(getattr(m, "weight", None)).__name__ == "Float8Tensor"
-                                              for m in transformer.modules()))
+                        quantized_linears=fp8_linear_count(transformer))
         except torch.OutOfMemoryError as exc:
             report.note(section="training", size=size, gradient_checkpointing=checkpointing, error=f"OOM: {exc}"[:300])
             optimizer.zero_grad(set_to_none=True)

@@ -26,8 +26,9 @@ import dagster as dg
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from bookbug_assets.assets._shared import book_key, load_record, load_story, pdf_spec
+from bookbug_assets.assets._shared import book_key, load_record, load_story
 from bookbug_assets.partitions import book_pages_partitions, books_partitions
+from bookbug_assets.pdf import PdfSpec
 from bookbug_assets.preflight import preflight_pdf
 from bookbug_assets.quality import (
     CharacterModel, StyleProfile, Thresholds, assess, character_model, character_similarity, style_distance,
@@ -268,7 +269,7 @@ def book_pdf_preflight(context: dg.AssetCheckExecutionContext, storage: BookbugS
     book_id = context.partition_key
     store = storage.store()
     story = load_story(store, book_id)
-    spec = pdf_spec(story)
+    spec = PdfSpec.of(story.format)
     labels = ["cover"] + [f"page {int(k)}" for k in story.page_keys]
     report = preflight_pdf(store.local_path(book_key(book_id, f"{book_id}.pdf")), spec, labels)
     upscaled = upscaled_images(store, story)

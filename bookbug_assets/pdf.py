@@ -11,7 +11,6 @@ import io
 import math
 import os
 import re
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from reportlab.lib.utils import ImageReader, simpleSplit
 from reportlab.pdfbase import pdfdoc, pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
+
+from bookbug_assets.storage import atomic_file
 
 REGULAR, BOLD = "BookbugSans", "BookbugSans-Bold"
 JPEG_QUALITY = 92          # visually lossless for painted art; keeps a 13-page book in tens of MB
@@ -318,17 +319,8 @@ def build_book_pdf(*, title: str, author: str, cover: PdfPage, pages: list[PdfPa
     preview = any(p.is_preview for p in all_pages)
     data = _assemble(title, author, geom, extra, labels, rendered, preview, draft)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())   # the bytes must be on disk before the rename makes them visible
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(out_path) as handle:
+        handle.write(data)
     return PdfResult(path=out_path, page_count=len(all_pages), width_pt=geom.media_w, height_pt=geom.media_h,
                      preview=preview, upscaled_pages=[lab for lab, r in zip(labels, rendered) if r[1]],
                      sha256=hashlib.sha256(data).hexdigest())

@@ -14,6 +14,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr, ValidationError
 
 from bookbug_assets.generation import RetryPolicy
+from bookbug_assets.providers._local_pipelines import ATTENTION_BACKENDS, OFFLOAD_MODES, QUANTIZE_MODES
 from bookbug_assets.providers.base import ConfigurationError, ImageProvider
 from bookbug_assets.providers.registry import DEFAULT_MODELS, parse_provider_spec, provider_class
 from bookbug_assets.storage import ArtifactStore, LocalArtifactStore
@@ -69,21 +70,21 @@ class LocalGpuSettings(dg.Config):
     random tiny models in memory (tests, CI). The rest are `LocalDiffusersProvider`'s speed and memory options.
     """
 
-    # Kept in step with _local_pipelines' OFFLOAD_MODES, ATTENTION_BACKENDS and QUANTIZE_MODES (a test checks),
-    # so a wrong value fails when the definitions load, naming its variable, not in the middle of a run.
+    # The pipelines' own lists of names, so a wrong value fails when the definitions load, naming its
+    # variable, not in the middle of a run. (_local_pipelines imports no torch at module level.)
     model_dir: str | None = None
     flux_dev: str | None = None  # a hub id or folder for one model, overriding model_dir
     flux_kontext: str | None = None
     sdxl: str | None = None
     device: str = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    offload: Literal["none", "model", "sequential"] = "none"  # CPU offload for cards under ~34 GB
-    attention_backend: Literal["auto", "native", "flash", "efficient", "math", "cudnn"] = "auto"
+    offload: Literal[OFFLOAD_MODES] = "none"  # CPU offload for cards under ~34 GB
+    attention_backend: Literal[ATTENTION_BACKENDS] = "auto"
     compile: bool = False
     compile_scope: Literal["blocks", "model"] = "blocks"
     compile_mode: str | None = None
     fuse_qkv: bool = False
-    quantize: Literal["none", "fp8", "fp8-weight"] = "none"  # fp8 needs sm89+ (Ada, Hopper)
+    quantize: Literal[QUANTIZE_MODES] = "none"  # fp8 needs sm89+ (Ada, Hopper)
     step_cache: float = Field(0.0, ge=0.0)  # First Block Cache threshold, 0 = off
     max_sequence_length: int = Field(512, ge=8, le=512)
     num_inference_steps: int | None = Field(None, ge=1)

@@ -20,6 +20,7 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 
 from bookbug_assets.partitions import books_partitions, page_slots_partitions, style_names
 from bookbug_assets.resources import BookbugStorage
+from bookbug_assets.storage import atomic_file
 from bookbug_assets.stories import Story, StoryError, load_story_file
 from bookbug_assets.stories.parsing import MAX_STORY_BYTES, STORY_SUFFIXES
 
@@ -62,11 +63,9 @@ def write_rejection(stories_dir: Path, name: str, reason: str, log=None) -> Path
     Never raises: a folder we cannot write to is logged, and the rejection still shows in the tick's log.
     """
     path = stories_dir / REJECTED_DIR / f"{_safe_name(name)}.reason.txt"
-    tmp = path.with_suffix(".tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(reason + "\n")
-        tmp.replace(path)
+        with atomic_file(path) as handle:
+            handle.write((reason + "\n").encode())
     except OSError as exc:
         if log is not None:
             log.error(f"cannot write the reason file for {name} into {path.parent}: {exc}")

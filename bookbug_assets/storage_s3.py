@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bookbug_assets.storage import ArtifactStore, check_key
+from bookbug_assets.storage import ArtifactStore, atomic_file, check_key
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 # Content-addressed keys never change once written, so a cached copy needs no HEAD request.
@@ -110,14 +110,8 @@ class S3ArtifactStore(ArtifactStore):
         tag_file = path.with_name(path.name + ".etag")
         if path.is_file() and tag_file.is_file() and tag_file.read_text() == etag:
             return path
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                self.client.download_fileobj(self.bucket, self._key(key), handle)
-            os.replace(tmp, path)  # concurrent downloads of one key each land whole
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as handle:  # concurrent downloads of one key each land whole
+            self.client.download_fileobj(self.bucket, self._key(key), handle)
         tag_file.write_text(etag)
         return path
 

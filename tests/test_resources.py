@@ -2,12 +2,10 @@
 
 import hashlib
 import json
-import typing
 
 import pytest
 
 from bookbug_assets.assets._shared import make_request
-from bookbug_assets.providers import _local_pipelines
 from bookbug_assets.providers.base import ConfigurationError, ImageRequest, ModelCapabilities
 from bookbug_assets.resources import LocalGpuSettings
 from bookbug_assets.stories import load_story_file
@@ -38,13 +36,6 @@ def test_definitions_refuse_a_bad_local_setting(monkeypatch, tmp_path):
     monkeypatch.setenv("BOOKBUG_LOCAL_QUANTIZE", "nf4")
     with pytest.raises(ConfigurationError, match="BOOKBUG_LOCAL_QUANTIZE"):
         build_definitions(data_root=str(tmp_path), stories_dir=str(tmp_path), styles_dir=str(tmp_path))
-
-
-def test_settings_accept_exactly_what_the_pipelines_accept():
-    fields = LocalGpuSettings.model_fields
-    assert set(typing.get_args(fields["offload"].annotation)) == set(_local_pipelines.OFFLOAD_MODES)
-    assert set(typing.get_args(fields["attention_backend"].annotation)) == set(_local_pipelines.ATTENTION_BACKENDS)
-    assert set(typing.get_args(fields["quantize"].annotation)) == set(_local_pipelines.QUANTIZE_MODES)
 
 
 def test_an_empty_variant_keeps_the_old_cache_key_and_a_variant_changes_it():

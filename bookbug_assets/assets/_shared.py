@@ -11,7 +11,6 @@ from PIL import Image
 
 from bookbug_assets.generation import GenerationContext, GenerationRecord
 from bookbug_assets.ledger import BudgetGuard, Ledger
-from bookbug_assets.pdf import PdfSpec
 from bookbug_assets.providers.base import CharacterToken, ImageRequest, LoraRef, ModelCapabilities, ReferenceImage
 from bookbug_assets.resources import ImageProviders
 from bookbug_assets.storage import ArtifactStore
@@ -143,7 +142,3 @@ def image_metadata(store: ArtifactStore, record: GenerationRecord, alt: str) -> 
         "is_preview": record.is_preview,
     }
 
-
-def pdf_spec(story: Story) -> PdfSpec:
-    """The print geometry of a book: what book_pdf builds and what the preflight check expects."""
-    return PdfSpec.of(story.format)

@@ -10,11 +10,11 @@ from pathlib import Path
 import dagster as dg
 
 from bookbug_assets.assets._shared import (
-    book_key, drawn_for, load_record, load_story, pdf_spec, reference, thumbnail_md,
+    book_key, drawn_for, load_record, load_story, reference, thumbnail_md,
 )
 from bookbug_assets.generation import GenerationRecord
 from bookbug_assets.partitions import books_partitions, style_names
-from bookbug_assets.pdf import PdfPage, build_book_pdf
+from bookbug_assets.pdf import PdfPage, PdfSpec, build_book_pdf
 from bookbug_assets.resources import BookbugStorage, ImageProviders
 from bookbug_assets.review import approval_status, page_target, refused_images
 from bookbug_assets.stories import Story, StoryError, load_story_file
@@ -126,7 +126,7 @@ def book_pdf(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.M
         raise dg.Failure(f"{book_id}: not printing images that were refused: {'; '.join(refused)}. Redraw them "
                          f"(materialize them again, or approve them in data/reviews/{book_id}.yaml)",
                          allow_retries=False)
-    spec = pdf_spec(parsed)
+    spec = PdfSpec.of(parsed.format)
     pages = [PdfPage(image=store.local_path(records[f"page-{k}"].image_key), text=parsed.page(k).text,
                      is_preview=records[f"page-{k}"].is_preview, label=f"page {int(k)}") for k in parsed.page_keys]
     cover_page = PdfPage(image=store.local_path(cover.image_key), text="", is_preview=cover.is_preview, label="cover")

@@ -243,6 +243,11 @@ def quantize_denoiser(denoiser: Any, mode: str, device: str) -> None:
               device=device if device.startswith("cuda") else None)
 
 
+def fp8_linear_count(model: Any) -> int:
+    """How many of the model's layers hold torchao fp8 weights (0 for a model quantize_denoiser left alone)."""
+    return sum(type(getattr(m, "weight", None)).__name__ == "Float8Tensor" for m in model.modules())
+
+
 def _fp8_friendly_linear(module: Any, fqn: str) -> bool:
     """Linear layers whose sides fp8 matmul kernels accept (multiples of 16); the tiny embedders stay as they are."""
     import torch

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from bookbug_assets.providers._local_pipelines import (
     TINY_RANDOM,
+    fp8_linear_count,
     quantize_denoiser,
     resolve_attention_backend,
     resolve_device,
@@ -101,8 +102,7 @@ def diverged(step: int, value: float, out: Path, lr: float) -> TrainingDiverged:
 
 def weight_format(transformer: Any, dtype: str) -> str:
     """What the base's linear weights really are: "fp8" once torchao has quantized them, else the dtype."""
-    fp8 = any(type(getattr(m, "weight", None)).__name__ == "Float8Tensor" for m in transformer.modules())
-    return "fp8" if fp8 else dtype
+    return "fp8" if fp8_linear_count(transformer) else dtype
 
 
 def load_base(config: LocalTrainingConfig, device: str, dtype: str) -> tuple[Any, Any]:
