@@ -63,8 +63,15 @@ def test_dropped_story_becomes_a_book_through_the_daemon(workspace):
         while time.monotonic() < deadline and not pdf.exists():
             time.sleep(3)
         assert pdf.exists(), (workspace["root"] / "dev.log").read_text()[-3000:]
-        runs = _graphql(port, "{ runsOrError { ... on Runs { results { status tags { key value } } } } }")
-        results = runs["runsOrError"]["results"]
+        # The PDF lands before the backfill's last run (the ledger) has finished: wait for every run to end.
+        finished = {"SUCCESS", "FAILURE", "CANCELED"}
+        deadline = time.monotonic() + 90
+        while True:
+            runs = _graphql(port, "{ runsOrError { ... on Runs { results { status tags { key value } } } } }")
+            results = runs["runsOrError"]["results"]
+            if all(r["status"] in finished for r in results) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
         assert all(r["status"] == "SUCCESS" for r in results), results
         ranges = [{t["key"]: t["value"] for t in r["tags"]} for r in results]
         page_runs = [t for t in ranges if t.get("dagster/asset_partition_range_start", "").endswith("|001")]
