@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from PIL import Image
-from pydantic import BaseModel
 
+from bookbug_assets.layout import GenerationRecord, cache_key_path, journal_path
 from bookbug_assets.ledger import BudgetGuard, Ledger, LedgerRow
 from bookbug_assets.providers.base import (
     ImageProvider, ImageRequest, JobGone, OutputNotCollected, ProviderError, SafetyRefusal,
@@ -86,32 +86,6 @@ class GenerationContext:
         return [job_id for job_id, _ in jobs]
 
 
-class GenerationRecord(BaseModel):
-    """What an asset keeps about an image: where it is and exactly what made it."""
-
-    request_key: str
-    image_key: str
-    image_sha256: str
-    provider: str
-    model: str
-    version: str | None = None
-    seed: int
-    prompt: str
-    width: int
-    height: int
-    job_id: str | None = None
-    remote_url: str | None = None
-    cost_usd: float = 0.0
-    latency_s: float = 0.0
-    cache_hit: bool = False
-    attempts: int = 1
-    refusals: list[str] = []
-    lora: str | None = None
-    variant: str = ""  # the provider's lossy settings it was drawn with (ImageRequest.variant), "" for none
-    is_preview: bool = False
-    created_at: datetime
-
-
 class GenerationFailed(RuntimeError):
     pass
 
@@ -120,15 +94,8 @@ class RunStopping(GenerationFailed):
     """The run is being terminated: no new paid job may start."""
 
 
-def cache_key_path(request_key: str) -> str:
-    return f"cache/{request_key[:2]}/{request_key}.json"
-
-
-def journal_path(request_key: str) -> str:
-    return f"journal/{request_key}.json"
-
-
-def _row(ctx: GenerationContext, request: ImageRequest, status: str, partition: str, **kw) -> LedgerRow:
+def ledger_row(ctx: GenerationContext, request: ImageRequest, status: str, partition: str, **kw) -> LedgerRow:
+    """The one builder of an image attempt's ledger row (generation and the quality gate both append them)."""
     return LedgerRow(run_id=ctx.run_id, book_id=ctx.book_id, asset=ctx.asset, partition=partition,
                      kind=request.kind, provider=request.provider, model=request.model, seed=request.seed,
                      request_key=request.cache_key(), status=status, is_preview=request.provider == "preview",
@@ -150,7 +117,7 @@ def generate_image(request: ImageRequest, provider: ImageProvider, ctx: Generati
     original_key = request.cache_key()
     hit = cached_record(ctx.store, request)
     if hit is not None:
-        ctx.ledger.append(_row(ctx, request, "cached", partition, cache_hit=True, image_sha256=hit.image_sha256,
+        ctx.ledger.append(ledger_row(ctx, request, "cached", partition, cache_hit=True, image_sha256=hit.image_sha256,
                                version=hit.version, job_id=hit.job_id))
         return hit.model_copy(update={"cache_hit": True, "cost_usd": 0.0})
 
@@ -185,115 +152,163 @@ def generate_image(request: ImageRequest, provider: ImageProvider, ctx: Generati
     return record
 
 
+@dataclass
+class _Job:
+    """One image's paid job as it moves through the steps of `_generate_once`."""
+
+    request: ImageRequest
+    provider: ImageProvider
+    ctx: GenerationContext
+    partition: str
+    key: str
+    price: float
+    rng: random.Random
+    started: float
+    job_id: str | None = None
+    attempt: int = 0
+    reserved: bool = False
+
+    @property
+    def what(self) -> str:
+        return self.request.label or self.request.kind
+
+    def row(self, status: str, **kw) -> LedgerRow:
+        return ledger_row(self.ctx, self.request, status, self.partition, attempt=self.attempt, **kw)
+
+
 def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: GenerationContext,
                    refs: dict[str, bytes], partition: str, refusals: list[str]) -> GenerationRecord:
-    key = request.cache_key()
+    """One request to one image: resume, reserve, submit and journal, wait, collect, record."""
     hit = cached_record(ctx.store, request)
     if hit is not None:
         return hit.model_copy(update={"cache_hit": True, "cost_usd": 0.0})
     provider.validate(request)
-    price = provider.cost_usd(request)
-    rng = random.Random(key)
-    started = time.monotonic()
-
-    job_id = _resume_journal(ctx, request, key)
-    if job_id is not None and ctx.budget is not None:
-        ctx.budget.charge(price)  # created (and billed) by an earlier run; the ledger row comes when it is collected
-    reserved = False
-    attempt = 0
+    key = request.cache_key()
+    job = _Job(request, provider, ctx, partition, key, provider.cost_usd(request), random.Random(key),
+               time.monotonic())
+    _resume(job)  # 1. a job an earlier run created (and was billed for) is collected, never created again
     while True:
-        attempt += 1
-        if job_id is None:
-            if ctx.terminating:
-                raise RunStopping(f"{request.label or request.kind}: the run is stopping; no new job started")
-            if ctx.budget is not None and not reserved:
-                ctx.budget.reserve(price, request.label or request.kind)
-                reserved = True
-            try:
-                job_id = provider.submit(request, refs)
-            except ProviderError as exc:
-                job_id = _find_lost_job(provider, request, exc, ctx)
-                if job_id is None:
-                    if not exc.transient or attempt >= ctx.retry.max_attempts:
-                        if reserved:
-                            ctx.budget.release(price)
-                        ctx.ledger.append(_row(ctx, request, "failed", partition, attempt=attempt, error=str(exc)))
-                        raise
-                    wait_s = ctx.retry.delay(attempt, exc.retry_after_s, rng)
-                    ctx.logger.info(f"{provider.name} busy ({exc.status or 'error'}); retrying create in "
-                                    f"{wait_s:.1f}s")
-                    ctx.sleep(wait_s)
-                    continue
-            try:
-                ctx.store.write_json(journal_path(key), {
-                    "job_id": job_id, "provider": provider.name, "model": request.model,
-                    "submitted_at": datetime.now(timezone.utc).isoformat(), "run_id": ctx.run_id})
-            except BaseException:
-                # An unjournaled job would be paid again by the retry: stop it instead.
-                provider.cancel(job_id)
-                raise
-        with ctx._lock:
-            ctx._in_flight[job_id] = provider
-        if ctx.terminating:
-            # The run began stopping while this job was being created, after cancel_in_flight took its list:
-            # this job was not in it. It stays journaled, so a rerun collects it if the cancel came too late.
-            provider.cancel(job_id)
-            with ctx._lock:
-                ctx._in_flight.pop(job_id, None)
-            raise RunStopping(f"{request.label or request.kind}: the run is stopping; job {job_id} cancelled")
-        try:
-            output = provider.wait(job_id, request, ctx.retry.deadline_s)
-        except SafetyRefusal as exc:
-            ctx.store.delete(journal_path(key))
-            ctx.ledger.append(_row(ctx, request, "refused", partition, job_id=job_id, cost_usd=price,
-                                   attempt=attempt, error=exc.reason, latency_s=time.monotonic() - started))
-            raise
-        except OutputNotCollected as exc:
-            # Finished and paid for, only its download failed: the journal keeps it for the next run to fetch.
-            ctx.ledger.append(_row(ctx, request, "failed", partition, job_id=job_id, attempt=attempt, error=str(exc),
-                                   latency_s=time.monotonic() - started))
-            raise
-        except ProviderError as exc:
-            # The job failed, timed out, was cancelled or its output expired (JobGone): it was created,
-            # so it may have been billed; the ledger and the budget count it, and a new job is a new charge.
-            ctx.store.delete(journal_path(key))
-            status = "lost" if isinstance(exc, JobGone) else "timeout" if exc.transient else "failed"
-            ctx.ledger.append(_row(ctx, request, status, partition, job_id=job_id, cost_usd=price,
-                                   attempt=attempt, error=str(exc), latency_s=time.monotonic() - started))
-            retryable = exc.transient or isinstance(exc, JobGone)
-            if ctx.terminating or not retryable or attempt >= ctx.retry.max_attempts:
-                raise
-            ctx.logger.warning(f"{provider.name} job {job_id} ended without an image ({exc}); creating a new one")
-            job_id, reserved = None, False
-            ctx.sleep(ctx.retry.delay(attempt, exc.retry_after_s, rng))
-            continue
-        except BaseException:
-            # This page's own failure: stop its job (other pages' jobs are theirs to finish).
-            provider.cancel(job_id)
-            raise
-        finally:
-            with ctx._lock:
-                ctx._in_flight.pop(job_id, None)
-        break
+        job.attempt += 1
+        if job.job_id is None:
+            _reserve(job)  # 2. the price against the book's budget, before anything is paid
+            if not _submit_and_journal(job, refs):  # 3. create; its id is journaled before any wait
+                continue  # a busy service: the create is retried after a backoff
+        output = _wait(job)  # 4. until the job ends or the deadline passes
+        if output is not None:
+            break  # else the job ended without an image in a way a new job may fix
+    return _collect_and_record(job, output, refusals)  # 5. + 6.
 
+
+def _resume(job: _Job) -> None:
+    job.job_id = _resume_journal(job.ctx, job.request, job.key)
+    if job.job_id is not None and job.ctx.budget is not None:
+        job.ctx.budget.charge(job.price)  # the ledger row comes when it is collected
+
+
+def _reserve(job: _Job) -> None:
+    if job.ctx.terminating:
+        raise RunStopping(f"{job.what}: the run is stopping; no new job started")
+    if job.ctx.budget is not None and not job.reserved:
+        job.ctx.budget.reserve(job.price, job.what)
+        job.reserved = True
+
+
+def _submit_and_journal(job: _Job, refs: dict[str, bytes]) -> bool:
+    """Create the job and journal its id; False when the create should be retried after the backoff slept."""
+    ctx, provider = job.ctx, job.provider
+    try:
+        job.job_id = provider.submit(job.request, refs)
+    except ProviderError as exc:
+        job.job_id = _find_lost_job(provider, job.request, exc, ctx)
+        if job.job_id is None:
+            if not exc.transient or job.attempt >= ctx.retry.max_attempts:
+                if job.reserved:
+                    ctx.budget.release(job.price)
+                ctx.ledger.append(job.row("failed", error=str(exc)))
+                raise
+            wait_s = ctx.retry.delay(job.attempt, exc.retry_after_s, job.rng)
+            ctx.logger.info(f"{provider.name} busy ({exc.status or 'error'}); retrying create in {wait_s:.1f}s")
+            ctx.sleep(wait_s)
+            return False
+    try:
+        ctx.store.write_json(journal_path(job.key), {
+            "job_id": job.job_id, "provider": provider.name, "model": job.request.model,
+            "submitted_at": datetime.now(timezone.utc).isoformat(), "run_id": ctx.run_id})
+    except BaseException:
+        # An unjournaled job would be paid again by the retry: stop it instead.
+        provider.cancel(job.job_id)
+        raise
+    return True
+
+
+def _wait(job: _Job):
+    """The job's output; None when it ended without one and a new job is worth paying for (it sleeps first)."""
+    ctx, provider, job_id = job.ctx, job.provider, job.job_id
+    with ctx._lock:
+        ctx._in_flight[job_id] = provider
+    if ctx.terminating:
+        # The run began stopping while this job was being created, after cancel_in_flight took its list:
+        # this job was not in it. It stays journaled, so a rerun collects it if the cancel came too late.
+        provider.cancel(job_id)
+        with ctx._lock:
+            ctx._in_flight.pop(job_id, None)
+        raise RunStopping(f"{job.what}: the run is stopping; job {job_id} cancelled")
+    elapsed = lambda: time.monotonic() - job.started  # noqa: E731
+    try:
+        return provider.wait(job_id, job.request, ctx.retry.deadline_s)
+    except SafetyRefusal as exc:
+        ctx.store.delete(journal_path(job.key))
+        ctx.ledger.append(job.row("refused", job_id=job_id, cost_usd=job.price, error=exc.reason,
+                                  latency_s=elapsed()))
+        raise
+    except OutputNotCollected as exc:
+        # Finished and paid for, only its download failed: the journal keeps it for the next run to fetch.
+        ctx.ledger.append(job.row("failed", job_id=job_id, error=str(exc), latency_s=elapsed()))
+        raise
+    except ProviderError as exc:
+        # The job failed, timed out, was cancelled or its output expired (JobGone): it was created,
+        # so it may have been billed; the ledger and the budget count it, and a new job is a new charge.
+        ctx.store.delete(journal_path(job.key))
+        status = "lost" if isinstance(exc, JobGone) else "timeout" if exc.transient else "failed"
+        ctx.ledger.append(job.row(status, job_id=job_id, cost_usd=job.price, error=str(exc), latency_s=elapsed()))
+        retryable = exc.transient or isinstance(exc, JobGone)
+        if ctx.terminating or not retryable or job.attempt >= ctx.retry.max_attempts:
+            raise
+        ctx.logger.warning(f"{provider.name} job {job_id} ended without an image ({exc}); creating a new one")
+        job.job_id, job.reserved = None, False
+        ctx.sleep(ctx.retry.delay(job.attempt, exc.retry_after_s, job.rng))
+        return None
+    except BaseException:
+        # This page's own failure: stop its job (other pages' jobs are theirs to finish).
+        provider.cancel(job_id)
+        raise
+    finally:
+        with ctx._lock:
+            ctx._in_flight.pop(job_id, None)
+
+
+def _collect_and_record(job: _Job, output, refusals: list[str]) -> GenerationRecord:
+    """Store the image by content hash, then its cache entry and ledger row; the journal entry goes last."""
+    ctx, request = job.ctx, job.request
     suffix = _image_suffix(output.image)
     if suffix is None:  # an error page or a truncated download must never be cached as the picture
-        ctx.ledger.append(_row(ctx, request, "failed", partition, job_id=job_id, cost_usd=price, attempt=attempt,
-                               error="output is not a readable image"))
-        raise ProviderError(provider.name, f"job {job_id} returned {len(output.image)} bytes that are not an image")
+        ctx.ledger.append(job.row("failed", job_id=job.job_id, cost_usd=job.price,
+                                  error="output is not a readable image"))
+        raise ProviderError(job.provider.name,
+                            f"job {job.job_id} returned {len(output.image)} bytes that are not an image")
     sha, image_key = ctx.store.put_blob(output.image, suffix)
-    latency = time.monotonic() - started
+    latency = round(time.monotonic() - job.started, 3)
     record = GenerationRecord(
-        request_key=key, image_key=image_key, image_sha256=sha, provider=request.provider, model=request.model,
+        request_key=job.key, image_key=image_key, image_sha256=sha, provider=request.provider, model=request.model,
         version=output.version, seed=output.seed if output.seed is not None else request.seed,
-        prompt=request.prompt, width=request.width, height=request.height, job_id=job_id,
-        remote_url=output.remote_url, cost_usd=price, latency_s=round(latency, 3), attempts=attempt + len(refusals),
+        prompt=request.prompt, width=request.width, height=request.height, job_id=job.job_id,
+        remote_url=output.remote_url, cost_usd=job.price, latency_s=latency, attempts=job.attempt + len(refusals),
         refusals=list(refusals), lora=request.lora.name if request.lora else None, variant=request.variant,
         is_preview=request.provider == "preview", created_at=datetime.now(timezone.utc))
-    ctx.store.write_json(cache_key_path(key), record.model_dump(mode="json"))
-    ctx.store.delete(journal_path(key))
-    ctx.ledger.append(_row(ctx, request, "ok", partition, job_id=job_id, image_sha256=sha, version=output.version,
-                           cost_usd=price, latency_s=round(latency, 3), attempt=attempt))
+    ctx.store.write_json(cache_key_path(job.key), record.model_dump(mode="json"))
+    ctx.store.delete(journal_path(job.key))
+    ctx.ledger.append(job.row("ok", job_id=job.job_id, image_sha256=sha, version=output.version,
+                              cost_usd=job.price, latency_s=latency))
     return record
 
 

@@ -47,7 +47,7 @@ class PdfSpec:  # all in inches
 
     @classmethod
     def of(cls, fmt: Any) -> "PdfSpec":
-        """From a story's `format` (stories.models.StoryFormat): the one place the two meet."""
+        """From a story's `format` (stories.models.BookFormat): the one place the two meet."""
         return cls(trim_width_in=fmt.trim_width_in, trim_height_in=fmt.trim_height_in, bleed_in=fmt.bleed_in,
                    safe_margin_in=fmt.safe_margin_in, dpi=fmt.dpi)
 

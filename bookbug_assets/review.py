@@ -25,23 +25,28 @@ unapproved again, which is what a DRAFT PDF must reflect.
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator,
 )
 
-from bookbug_assets.assets._shared import book_key, derived_seed
-from bookbug_assets.checks import load_verdicts, verdict_key
 from bookbug_assets.input_files import InputFileError, read_mapping, validate
+from bookbug_assets.intake import changed_files
+from bookbug_assets.layout import (
+    BOOK_TARGETS, book_targets, current_image_sha, derived_seed, page_number, page_partition, page_target,
+    review_state_key, stored_story, verdict_key,
+)
 from bookbug_assets.providers.base import ImageRequest
+from bookbug_assets.quality.verdicts import load_verdicts
 from bookbug_assets.storage import ArtifactStore
-from bookbug_assets.stories.models import Slug, Story, page_key
+from bookbug_assets.stories.models import Slug, Story, is_slug, page_key
 
 MAX_REVIEW_BYTES = 256_000
 MAX_NOTES_IN_PROMPT = 3  # the latest few; an ever-growing prompt would drown the scene
-BOOK_TARGETS = ("sprite_sheet", "hero_page")
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=400)]
 
 
@@ -106,24 +111,14 @@ class ReviewState(BaseModel):
     targets: dict[str, TargetReview] = Field(default_factory=dict)
 
 
-def page_target(number: int | str) -> str:
-    """'page-003': the same name pages.py uses as the page's seed name, so revision 0 changes nothing."""
-    return f"page-{page_key(int(number))}"
-
-
-def state_key(book_id: str) -> str:
-    return book_key(book_id, "review/state.json")
-
-
-def record_key(book_id: str, target: str) -> str:
-    """Where the current image record of a target lives (written by the book assets)."""
-    if target in BOOK_TARGETS:
-        return book_key(book_id, f"{target}.json")
-    return book_key(book_id, f"pages/{target.removeprefix('page-')}.json")
+def approved_sha(state: ReviewState, target: str) -> str | None:
+    """The bytes a reviewer approved for `target`, if its latest decision is an approval."""
+    review = state.targets.get(target)
+    return review.image_sha256 if review is not None and review.decision == "approve" else None
 
 
 def load_state(store: ArtifactStore, book_id: str) -> ReviewState:
-    key = state_key(book_id)
+    key = review_state_key(book_id)
     return ReviewState.model_validate(store.read_json(key)) if store.exists(key) else ReviewState(book_id=book_id)
 
 
@@ -160,7 +155,7 @@ def fold_review(state: ReviewState, review: ReviewFile, store: ArtifactStore, so
     decisions = review.decisions()
     for target, decision in decisions.items():
         current = new.targets.get(target, TargetReview())
-        image = _current_image(store, review.book_id, target)
+        image = current_image_sha(store, review.book_id, target)
         if decision.decision == "reject":
             if current.decision == "reject" and current.note == decision.note:
                 if replay:
@@ -184,15 +179,6 @@ def fold_review(state: ReviewState, review: ReviewFile, store: ArtifactStore, so
             # Removed from the file: the decision is withdrawn; the revision (and its image) stays.
             new.targets[target] = current.model_copy(update={"decision": None, "note": ""})
     return new, rejected, approved
-
-
-def _current_image(store: ArtifactStore, book_id: str, target: str) -> str | None:
-    """The target's image now: its record, else the image its quality gate failed (so a person can
-    approve that image over the gate)."""
-    for key in (record_key(book_id, target), verdict_key(book_id, target)):
-        if store.exists(key):
-            return store.read_json(key).get("image_sha256")
-    return None
 
 
 def overrides_gate(store: ArtifactStore, book_id: str, target: str) -> bool:
@@ -236,15 +222,14 @@ class Approval(BaseModel):
 def approval_status(store: ArtifactStore, story: Story, required: bool = False) -> Approval:
     """Which images still lack an approval of their *current* bytes.
 
-    Required when the caller says so (config flag), the review file says so, or the story does
-    (a `require_approval` field, read with getattr so this works before the story model has it).
+    Required when the caller says so (BOOKBUG_REQUIRE_APPROVAL) or the book's review file does.
     """
     state = load_state(store, story.book_id)
-    required = required or state.require_approval or bool(getattr(story, "require_approval", False))
+    required = required or state.require_approval
     unapproved = []
-    for target in (*BOOK_TARGETS, *(page_target(k) for k in story.page_keys)):
+    for target in book_targets(story):
         review = state.targets.get(target)
-        image = _current_image(store, story.book_id, target)
+        image = current_image_sha(store, story.book_id, target)
         if review is None or review.decision != "approve" or image is None or review.image_sha256 != image:
             unapproved.append(target)
     return Approval(required=required, unapproved=unapproved)
@@ -266,3 +251,75 @@ def refused_images(store: ArtifactStore, book_id: str, current: dict[str, str]) 
         elif verdict is not None and not verdict.accepted and verdict.image_sha256 == sha:
             refused.append(f"{target} (failed its quality gate: {'; '.join(verdict.failures) or 'see its check'})")
     return refused
+
+
+# --- review files, as the review sensor applies them ----------------------------------------------------------
+
+REVIEW_SUFFIXES = (".yaml", ".yml")
+
+
+def reviews_dir_for(stories_dir: Path, configured: str | None = None) -> Path:
+    """Configured folder, else $BOOKBUG_REVIEWS_DIR, else `reviews/` beside the stories folder."""
+    folder = configured or os.environ.get("BOOKBUG_REVIEWS_DIR")
+    return Path(folder) if folder else stories_dir.parent / "reviews"
+
+
+def regeneration_keys(story: Story, targets: list[str]) -> set[tuple[str, str | None]]:
+    """(asset, partition) for the reviewed images and everything drawn from them."""
+    book = story.book_id
+    all_pages = {("book_pages", page_partition(book, k)) for k in story.page_keys}
+    keys: set[tuple[str, str | None]] = {("book_pdf", book)}
+    for target in targets:
+        if target == "sprite_sheet":
+            keys |= {("sprite_sheet", book), ("hero_page", book)} | all_pages
+        elif target == "hero_page":
+            keys |= {("hero_page", book)} | all_pages
+        else:
+            keys.add(("book_pages", page_partition(book, page_key(page_number(target)))))
+    return keys
+
+
+def apply_review_file(path: Path, store: ArtifactStore) -> tuple[Story, list[str], list[str], list[str]]:
+    """Validate and fold one file into its book's state; returns (story, rejected, approved, overridden).
+
+    `overridden`: approvals of images their quality gate refused (the asset runs again to accept them).
+
+    Raises ReviewError, leaving the stored state untouched, when the file cannot be applied.
+    """
+    size = path.stat().st_size
+    if size > MAX_REVIEW_BYTES:  # never read a huge upload into memory
+        raise ReviewError(path.name, [("", f"file is {size:,} bytes; a review must be under {MAX_REVIEW_BYTES:,}")])
+    data = path.read_bytes()
+    stem = path.stem
+    if not is_slug(stem):
+        raise ReviewError(path.name, [("", "the file name must be <book_id>.yaml with a book id of a-z, 0-9, -")])
+    story = stored_story(store, stem)
+    review = parse_review(data, path.name, story)
+    if story is None:
+        raise ReviewError(path.name, [("book_id", f"book {stem!r} has no materialized story yet; review it after "
+                                                  "it renders")])
+    state, rejected, approved = fold_review(load_state(store, stem), review, store, path.name, file_sha256(data))
+    missing = [t for t in approved if state.targets[t].image_sha256 is None]
+    if missing:
+        raise ReviewError(path.name, [(t if t in BOOK_TARGETS else f"pages.{page_number(t)}",
+                                       "cannot approve an image that has not been rendered") for t in missing])
+    # Read before the state is written: if this raises, nothing changed and the file is rejected whole.
+    overridden = [t for t in approved if overrides_gate(store, stem, t)]
+    store.write_json(review_state_key(stem), state.model_dump(mode="json"))  # one atomic write: all or nothing
+    return story, rejected, approved, overridden
+
+
+def scan_reviews(folder: Path, store: ArtifactStore, seen: dict[str, str], log):
+    """(changes [(story, rejected, approved)], rejections [(name, reason)], new cursor state)."""
+    changes, failures = [], []
+    changed, state = changed_files(folder, seen, MAX_REVIEW_BYTES, log)
+    for path in changed:
+        try:
+            if path.suffix.lower() not in REVIEW_SUFFIXES:
+                raise ReviewError(path.name, [("", f"unsupported extension {path.suffix!r}; use .yaml")])
+            changes.append(apply_review_file(path, store))
+        except ReviewError as exc:
+            failures.append((path.name, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one odd file must not stop the sensor
+            failures.append((path.name, f"{path.name}: could not be applied: {type(exc).__name__}: {exc}"))
+    return changes, failures, state

@@ -18,6 +18,8 @@ import yaml
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bookbug_assets.stories.models import is_slug
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MIN_IMAGES, MAX_IMAGES = 5, 200
 
@@ -58,6 +60,13 @@ class DatasetItem(BaseModel):
     sha256: str
     width: int
     height: int
+
+
+def style_names(styles_dir: Path) -> list[str]:
+    """Every folder under the styles folder with a valid slug name is a style (a style partition)."""
+    if not styles_dir.is_dir():
+        return []
+    return sorted(p.name for p in styles_dir.iterdir() if p.is_dir() and is_slug(p.name))
 
 
 def load_style_config(style_dir: Path) -> StyleConfig:

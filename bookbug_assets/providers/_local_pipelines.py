@@ -14,17 +14,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 # Model source meaning "build random tiny components in memory": no download, no files (tests, CI).
-TINY_RANDOM = "tiny-random"
+from bookbug_assets.providers.local_options import (  # noqa: F401 - the names live torch-free
+    ATTENTION_BACKENDS, OFFLOAD_MODES, PIPELINE_KINDS, QUANTIZE_MODES, TINY_RANDOM,
+)
 
-PIPELINE_KINDS = ("flux", "flux_kontext", "sdxl")
-OFFLOAD_MODES = ("none", "model", "sequential")
-# Names accepted for `attention_backend`. cuDNN attention is offered for inference only: its backward
-# pass crashed with an illegal memory access on an H200 (reference notes §3.6), so the trainer refuses it.
-ATTENTION_BACKENDS = ("auto", "native", "flash", "efficient", "math", "cudnn")
-# torchao quantization of the denoiser's linear layers. "fp8": fp8 weights *and* fp8 matmuls on dynamically
-# scaled activations (sm89+: Ada, Hopper), the fast path; "fp8-weight": fp8 weights computed in the
-# pipeline's dtype, any device: half the transformer's memory (12 GB instead of 24 GB for FLUX.1-dev), no speed-up.
-QUANTIZE_MODES = ("none", "fp8", "fp8-weight")
 _DIFFUSERS_BACKEND = {"native": "native", "flash": "_native_flash", "efficient": "_native_efficient",
                       "math": "_native_math", "cudnn": "_native_cudnn"}
 

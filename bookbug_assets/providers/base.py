@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -178,10 +179,33 @@ def collect_until(collect: Callable[[], JobOutput], end: float, poll_s: float, p
             time.sleep(min(poll_s, remaining))
 
 
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Everything a family may need to build its provider or trainer: keys, endpoints, local options.
+
+    Filled in by the Dagster layer from the environment (keys arrive there as EnvVar, resolved only
+    when a run starts); each family's `from_settings` takes what it needs and says what is missing.
+    """
+
+    replicate_api_token: str | None = None
+    replicate_base_url: str | None = None
+    fal_key: str | None = None
+    fal_base_url: str | None = None
+    fal_upload_references: bool = True  # off: references travel inline (a gateway without fal's storage API)
+    poll_interval_s: float = 1.0
+    local: dict = field(default_factory=dict)  # LocalDiffusersProvider's keyword arguments
+    train_quantize_base: str = "none"
+
+
 class ImageProvider(ABC):
     """A family of models behind one API. Subclasses are small: build the input, parse the output."""
 
     name: str = "base"
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings, store=None) -> ImageProvider:
+        """The provider as configured; `store` lets a family read a pinned LoRA's weights by artifact key."""
+        return cls()
 
     @abstractmethod
     def capabilities(self, model: str) -> ModelCapabilities:

@@ -29,6 +29,7 @@ from fal_client import FalClientHTTPError
 from fal_client.client import Completed
 
 from bookbug_assets.providers.base import (
+    ProviderSettings,
     ConfigurationError, ImageProvider, ImageRequest, JobGone, JobOutput, ModelCapabilities, ProviderError,
     SafetyRefusal, collect_until,
 )
@@ -65,6 +66,13 @@ class _Rebase(httpx.BaseTransport):
 
 class FalProvider(ImageProvider):
     name = "fal"
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings, store=None) -> FalProvider:
+        if not settings.fal_key:
+            raise ConfigurationError("fal was chosen but FAL_KEY is not set")
+        return cls(key=settings.fal_key, base_url=settings.fal_base_url, poll_interval_s=settings.poll_interval_s,
+                   upload_references=settings.fal_upload_references)
 
     def __init__(self, key: str, base_url: str | None = None, poll_interval_s: float = 1.0, *,
                  rest_url: str | None = None, upload_references: bool = True,

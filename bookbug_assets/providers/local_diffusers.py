@@ -24,6 +24,7 @@ from bookbug_assets.providers._local_pipelines import (
     OFFLOAD_MODES,
     QUANTIZE_MODES,
     TINY_RANDOM,
+    PROCESS_PIPELINES,
     PipelineCache,
     PipelineSpec,
     check_speed_options,
@@ -34,6 +35,7 @@ from bookbug_assets.providers._local_pipelines import (
     stitch_side_by_side,
 )
 from bookbug_assets.providers.base import (
+    ProviderSettings,
     ConfigurationError,
     ImageProvider,
     ImageRequest,
@@ -91,6 +93,13 @@ class LocalDiffusersProvider(ImageProvider):
     """
 
     name = "local"
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings, store=None) -> LocalDiffusersProvider:
+        # Pipelines live in the process-wide PROCESS_PIPELINES: Dagster copies a resource for every run, and
+        # one process may run several; a pinned LoRA's weights are read from the store by artifact key.
+        resolver = (lambda lora: str(store.local_path(lora.key))) if store is not None else None
+        return cls(**settings.local, lora_path_resolver=resolver, pipeline_cache=PROCESS_PIPELINES)
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import io
 import logging
+import os
 import re
 import threading
 import time
@@ -25,6 +26,7 @@ from replicate.exceptions import ReplicateError
 from replicate.resource import pydantic as _client_pydantic
 
 from bookbug_assets.providers.base import (
+    ProviderSettings,
     ConfigurationError, ImageProvider, ImageRequest, JobGone, JobOutput, ModelCapabilities, ProviderError,
     SafetyRefusal, collect_until,
 )
@@ -62,6 +64,14 @@ class _BoundedClient(replicate.Client):
 
 class ReplicateProvider(ImageProvider):
     name = "replicate"
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings, store=None) -> ReplicateProvider:
+        if not settings.replicate_api_token:
+            raise ConfigurationError("replicate was chosen but REPLICATE_API_TOKEN is not set")
+        return cls(api_token=settings.replicate_api_token,
+                   base_url=settings.replicate_base_url or os.environ.get("REPLICATE_BASE_URL"),
+                   poll_interval_s=settings.poll_interval_s)
 
     def __init__(self, api_token: str, base_url: str | None = None, poll_interval_s: float = 1.0,
                  timeout_s: float = 30.0):

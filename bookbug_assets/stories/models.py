@@ -9,17 +9,40 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from bookbug_assets.stories.text import plain_text_problem
 
 SLUG_PATTERN = r"^[a-z0-9-]{1,64}$"
 _SLUG_RE = re.compile(SLUG_PATTERN)
 
 MAX_PAGES = 64  # picture books run 12-48 pages; more is almost certainly a broken upload
 
+
+def _one_line(value: str) -> str:
+    if problem := plain_text_problem(value, allow_newlines=False):
+        raise ValueError(problem)
+    return value
+
+
+def _text_lines(value: str) -> str:
+    if problem := plain_text_problem(value, allow_newlines=True):
+        raise ValueError(problem)
+    return value
+
+
+# Every free-text field reaches a prompt, the PDF (text and metadata) or a log, so none may hold control,
+# bidirectional or invisible characters (stories/text.py has the whole rule and why). Titles, authors and
+# names are one line: no newline, no tab. Page text, scenes and descriptions may break lines (newline, tab).
+# Why ZWJ U+200D (and ZWNJ U+200C) is allowed only between two visible non-ASCII characters: emoji sequences
+# (a family, the rainbow flag) and Indic/Persian spelling need it exactly there; anywhere else it is invisible
+# and only makes two equal-looking titles or names differ.
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-PageText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1200)]
-SceneText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                      AfterValidator(_one_line)]
+PageText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1200), AfterValidator(_text_lines)]
+SceneText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+                      AfterValidator(_text_lines)]
 
 
 def is_slug(value: str) -> bool:
@@ -79,8 +102,16 @@ class Story(BaseModel):
     @field_validator("provider")
     @classmethod
     def _provider_has_family(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[a-z_]+:[A-Za-z0-9_./-]+", value):
+        if value is None:
+            return value
+        if not re.fullmatch(r"[a-z_]+:[A-Za-z0-9_./-]+", value):
             raise ValueError("must look like <family>:<model>, e.g. fal:fal-ai/flux-pro/kontext")
+        # Only the plain name table, imported here: stories/ stays free of provider code (and its imports).
+        from bookbug_assets.providers.registry import FAMILIES
+
+        family = value.partition(":")[0]
+        if family not in FAMILIES:
+            raise ValueError(f"unknown provider family {family!r}; choose one of {', '.join(sorted(FAMILIES))}")
         return value
 
     @model_validator(mode="after")

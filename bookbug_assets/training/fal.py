@@ -12,7 +12,7 @@ import logging
 import time
 from urllib.parse import parse_qsl, urlencode
 
-from bookbug_assets.providers.base import ConfigurationError, JobGone, ProviderError
+from bookbug_assets.providers.base import ConfigurationError, JobGone, ProviderError, ProviderSettings
 from bookbug_assets.providers.fal import FalProvider, _split
 from bookbug_assets.training.base import LoraTrainer, TrainedLora, safetensors_rank, sha256_hex
 
@@ -24,6 +24,12 @@ USD_PER_STEP = 0.002  # $2 per 1000 steps, linear in steps (fal model page)
 
 class FalLoraTrainer(LoraTrainer):
     name = "fal"
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings) -> FalLoraTrainer:
+        if not settings.fal_key:
+            raise ConfigurationError("style trainer 'fal' needs FAL_KEY")
+        return cls(key=settings.fal_key, base_url=settings.fal_base_url, poll_interval_s=settings.poll_interval_s)
 
     def __init__(self, key: str, base_url: str | None = None, poll_interval_s: float = 5.0, *,
                  rest_url: str | None = None):

@@ -15,7 +15,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from bookbug_assets.providers.base import ConfigurationError, JobGone, ProviderError
+from bookbug_assets.providers.base import ConfigurationError, JobGone, ProviderError, ProviderSettings
 from bookbug_assets.providers.replicate import ReplicateProvider
 from bookbug_assets.training.base import LoraTrainer, TrainedLora, safetensors_rank, sha256_hex
 
@@ -30,6 +30,13 @@ WEIGHTS_IN_TAR = "output/flux_train_replicate/lora.safetensors"
 
 class ReplicateLoraTrainer(LoraTrainer):
     name = "replicate"
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings) -> ReplicateLoraTrainer:
+        if not settings.replicate_api_token:
+            raise ConfigurationError("style trainer 'replicate' needs REPLICATE_API_TOKEN")
+        return cls(api_token=settings.replicate_api_token, base_url=settings.replicate_base_url,
+                   poll_interval_s=settings.poll_interval_s)
 
     def __init__(self, api_token: str, base_url: str | None = None, poll_interval_s: float = 5.0,
                  hardware: str = "cpu", visibility: str = "private"):

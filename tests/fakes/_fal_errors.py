@@ -12,6 +12,7 @@ None for model errors; look at `detail[i]["type"]` instead.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ._http import Response, json_response
@@ -76,3 +77,36 @@ def model_error(detail: list[dict], status: int = 422) -> Response:
 def request_error(status: int, detail: str, error_type: str, headers: dict | None = None) -> Response:
     return json_response({"detail": detail, "error_type": error_type}, status,
                          {"X-Fal-Error-Type": error_type, **(headers or {})})
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a queued request that failed while running reports it (FakeFal.fail_next_requests).
+
+    Its status reaches COMPLETED with `error`/`error_type`, and GET result answers `status` with the payload
+    in the dialect it belongs to: a request error (`detail` text + `error_type`, X-Fal-Error-Type header) or a
+    model error (`detail` list, X-Fal-Retryable header where `retryable` is not None).
+    """
+
+    status: int
+    detail: str | list
+    error_type: str | None = None
+    retryable: bool | None = None
+
+    def response(self) -> Response:
+        if isinstance(self.detail, str):
+            return request_error(self.status, self.detail, self.error_type or "internal_error")
+        headers = {} if self.retryable is None else {"X-Fal-Retryable": "true" if self.retryable else "false"}
+        return json_response({"detail": self.detail}, self.status, headers)
+
+    def status_fields(self) -> dict:
+        if isinstance(self.detail, str):
+            return {"error": self.detail, "error_type": self.error_type or "internal_error"}
+        return {"error": self.detail[0]["msg"], "error_type": self.detail[0]["type"]}
+
+
+# The runner went away mid-request, after fal's own queue retries (docs.fal.ai .../request-errors): infrastructure.
+RUNNER_DISCONNECTED = Failure(503, "Runner disconnected unexpectedly during processing.", "runner_disconnected")
+# The model's code failed (an exception, the GPU out of memory): the generic failure. Some endpoints send no
+# X-Fal-Retryable yet (fal's model-errors page says not all follow the format), so this one sends none.
+MODEL_CRASH = Failure(500, [entry([], "Internal server error", "internal_server_error")])

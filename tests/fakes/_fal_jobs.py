@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._fal_errors import content_policy_detail, entry, validation_detail
+from ._fal_errors import Failure, content_policy_detail, entry, validation_detail
 from ._http import per_key
 from ._media import CONTENT_TYPES, render_image, safetensors_bytes, scaled, seed_for, zip_image_names
 from ._schema import Issue, nominal_size, with_defaults
@@ -32,6 +32,7 @@ class FalJob:
     cancelled: bool = False
     result: Any = None
     error_detail: list[dict] | None = None
+    failure: Failure | None = None  # fail_next_requests: how it fails once it has run
     done_at: float | None = None
     logs: list[dict] = field(default_factory=list)
 
@@ -59,13 +60,15 @@ class FalJobsMixin:
         job.status, job.done_at = "COMPLETED", time.time()
         if job.issues:
             job.error_detail = validation_detail(job.issues)
+        elif job.failure is not None:
+            pass  # _result answers with job.failure
         elif job.refused and (self.refusal_mode != "nsfw" or job.spec["style"] != "flux"):
             job.error_detail = content_policy_detail(job.input.get("prompt"))
         elif job.spec["kind"] == "training":
             self._finish_training(job)
         else:
             job.result = self._render(job, nsfw=job.refused)
-        self._log(job, "Completed." if job.error_detail is None else "Failed.")
+        self._log(job, "Completed." if job.error_detail is None and job.failure is None else "Failed.")
         return job
 
     def _publish(self, job: FalJob, name: str, data: bytes, ctype: str) -> str:
@@ -150,14 +153,16 @@ class FalJobsMixin:
             out.update(logs=logs, metrics={"inference_time": round(job.latency, 3)})
             if job.cancelled:
                 out.update(error="Request was cancelled by the client", error_type="client_cancelled")
+            elif job.failure is not None:
+                out.update(job.failure.status_fields())
             elif job.error_detail:
                 out.update(error=job.error_detail[0]["msg"], error_type=job.error_detail[0]["type"])
         return out
 
     def _new_job(self, endpoint: str, prefix: str, spec: dict, inp: dict, refused: bool,
-                 issues: list[Issue], webhook: str | None) -> FalJob:
+                 issues: list[Issue], webhook: str | None, failure: Failure | None = None) -> FalJob:
         job = FalJob(str(uuid.uuid4()), endpoint, prefix, spec, inp, time.monotonic(),
                      float(per_key(self.latency_s, endpoint, 0.0) or 0.0), refused=refused,
-                     issues=issues, webhook=webhook)
+                     issues=issues, webhook=webhook, failure=failure)
         self.jobs[job.id] = job
         return job

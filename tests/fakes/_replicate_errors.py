@@ -12,6 +12,16 @@ from __future__ import annotations
 from ._http import Response, json_response
 from ._schema import Issue, json_type
 
+# Prediction `error` texts of failed predictions (status "failed"), for FakeReplicate.fail_next_predictions.
+# Cog's own message when the worker process dies (the OOM killer, a segfault): the generic failure, which says
+# nothing about whether a second paid run would fare better (replicate/cog issues #960, #1717).
+GENERIC_FAILURE = "Prediction failed for an unknown reason. It might have run out of memory? (exitcode -9)"
+# What a torch model raises when the GPU has no room left; Replicate passes the exception text through.
+CUDA_OOM = ("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.15 GiB total capacity; "
+            "75.02 GiB already allocated; 1.12 GiB free)")
+# Replicate's own text for a prediction whose worker was preempted (replicate/cog-whisper issue #1).
+INTERRUPTED = "Prediction interrupted; please retry (code: PA)"
+
 _TYPES = {
     "additional": "additional_property_not_allowed", "required": "required", "type": "invalid_type",
     "enum": "enum", "minimum": "number_gte", "maximum": "number_lte", "max_items": "array_max_items",

@@ -27,6 +27,7 @@ class _Job:
     created: float
     latency: float
     refused: bool = False
+    fail_with: str | None = None  # the `error` text it fails with (fail_next_predictions)
     destination: str | None = None
     webhook: str | None = None
     canceled_at: float | None = None
@@ -67,6 +68,8 @@ class JobsMixin:
         job.done_at = time.time()
         if job.refused:
             job.status, job.error = "failed", job.spec.get("nsfw_error") or E005
+        elif job.fail_with is not None:
+            job.status, job.error = "failed", job.fail_with
         elif job.kind == "training":
             self._finish_training(job)
         else:

@@ -33,6 +33,10 @@ Fidelity notes:
 - Request URLs drop endpoint sub-paths (fal-ai/flux-pro/kontext -> fal-ai/flux-pro);
   using the full endpoint id there gives 405, as reported for the real queue.
 - Uploads over 100 MB (multipart) are not implemented. Webhooks are recorded only.
+- `fail_next_requests` takes `Failure`s (RUNNER_DISCONNECTED, MODEL_CRASH in _fal_errors), one per queued
+  submit: that request runs, then fails that way.
+- `upload_latency_s` holds each upload start (storage initiate, CDN upload) that long, so uploads racing
+  from many threads overlap; `uploads` records each stored upload with its sha256.
 """
 
 from __future__ import annotations
@@ -45,14 +49,15 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from ._fal_errors import content_policy_detail, model_error, request_error, validation_detail
+from ._fal_errors import (MODEL_CRASH, RUNNER_DISCONNECTED, Failure, content_policy_detail, model_error, request_error,
+                          validation_detail)
 from ._fal_jobs import FalJob, FalJobsMixin
 from ._http import (DropConnection, FakeHTTPServer, RecordedRequest, Response, json_response, per_key, pop_knob,
                     random_id, take_count)
 from ._schema import validate
 from .fal_schemas import FAL_ENDPOINT_SCHEMAS, request_prefix
 
-__all__ = ["FakeFal", "FAL_ENDPOINT_SCHEMAS"]
+__all__ = ["FakeFal", "FAL_ENDPOINT_SCHEMAS", "Failure", "MODEL_CRASH", "RUNNER_DISCONNECTED"]
 _REQUEST_PATH = re.compile(r"^/(?P<prefix>.+)/requests/(?P<id>[^/]+)(?P<action>/status|/cancel)?$")
 
 
@@ -69,6 +74,8 @@ class FakeFal(FalJobsMixin, FakeHTTPServer):
         self.never_finish: Any = False
         self.fail_next_submits: Any = []  # status codes, one per submit (sync runs included)
         self.fail_next_polls: Any = []  # status codes for status GETs
+        self.fail_next_requests: Any = []  # Failures, one per queued submit: the request runs, then fails so
+        self.upload_latency_s = 0.0  # each upload start (storage initiate, CDN upload) is held this long
         self.retry_after_s = 1
         self.refuse_prompts_containing: Any = []
         self.refuse_first_n = 0
@@ -149,6 +156,8 @@ class FakeFal(FalJobsMixin, FakeHTTPServer):
             return self._serve_media(path)
         if m == "PUT" and path.startswith("/storage/put/"):
             return self._finish_put(path.rsplit("/", 1)[-1], req)
+        if m == "POST" and path in ("/files/upload", "/storage/upload/initiate") and self.upload_latency_s:
+            time.sleep(self.upload_latency_s)  # outside the lock: concurrent uploads overlap
         if m == "POST" and path == "/files/upload":
             if req.header("Authorization") != f"Bearer {self.cdn_token}":
                 return json_response({"detail": "Invalid or expired token"}, 401)
@@ -188,8 +197,9 @@ class FakeFal(FalJobsMixin, FakeHTTPServer):
                 s.lower() in prompt for s in per_key(self.refuse_prompts_containing, endpoint, []) or []))
             if refused and (sync or self.refusal_mode == "submit") and self.refusal_mode != "nsfw":
                 return model_error(content_policy_detail(inp.get("prompt")))
+            failure = None if sync or refused or issues else pop_knob(self, "fail_next_requests", endpoint)
             job = self._new_job(endpoint, request_prefix(endpoint), spec, inp, refused, issues,
-                                req.params.get("fal_webhook"))
+                                req.params.get("fal_webhook"), failure)
             record = {"request_id": job.id, "endpoint": endpoint, "input": inp}
             (self.sync_runs if sync else self.submitted).append(record)
             crash = take_count(self, "crash_after_submit")
@@ -243,6 +253,8 @@ class FakeFal(FalJobsMixin, FakeHTTPServer):
             return json_response({"detail": "Request is still in progress"}, 400)
         if job.cancelled:
             return request_error(499, "Request was cancelled by the client", "client_cancelled")
+        if job.failure is not None:
+            return job.failure.response()
         if job.error_detail is not None:
             return model_error(job.error_detail)
         return json_response(job.result, 200, {"x-fal-request-id": job.id})
@@ -284,7 +296,7 @@ class FakeFal(FalJobsMixin, FakeHTTPServer):
         with self.lock:
             self.media[path] = {"data": req.body, "content_type": ctype, "t": time.monotonic(), "ttl": ttl}
             self.uploads.append({"url": self.url + path, "file_name": name, "content_type": ctype,
-                                 "size": len(req.body), "via": via})
+                                 "size": len(req.body), "via": via, "sha256": hashlib.sha256(req.body).hexdigest()})
         return json_response({"access_url": self.url + path, "content_type": ctype, "file_name": name,
                               "file_size": len(req.body)})
 

@@ -28,6 +28,10 @@ Fidelity notes (deliberate, documented choices):
   hold runs out the response says "starting", so the client falls back to polling.
 - Create requests without `Prefer: wait` always answer "starting", as the real API does.
 - Webhooks are recorded in the prediction but never delivered.
+- `fail_next_predictions` makes the next created predictions end `failed` with the given `error` texts
+  (GENERIC_FAILURE, CUDA_OOM, INTERRUPTED in _replicate_errors), as a model that crashes does.
+- `upload_latency_s` holds each file upload that long before storing it, so that uploads racing from
+  many threads overlap; `uploads` records each stored upload with its sha256.
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ from typing import Any
 
 from ._http import (DropConnection, FakeHTTPServer, RecordedRequest, Response, iso, json_response,
                     parse_multipart, per_key, pop_knob, random_id, take_count)
-from ._replicate_errors import format_validation_error, http_error, not_found, throttled, unauthenticated
+from ._replicate_errors import (CUDA_OOM, GENERIC_FAILURE, INTERRUPTED, format_validation_error, http_error, not_found,
+                                throttled, unauthenticated)
 from ._replicate_jobs import TERMINAL, JobsMixin, _Job, _Model, _page, _public
 from ._schema import Issue, validate
 from .replicate_schemas import E005, REPLICATE_MODEL_SCHEMAS, version_id_for
 
-__all__ = ["FakeReplicate", "REPLICATE_MODEL_SCHEMAS", "E005"]
+__all__ = ["FakeReplicate", "REPLICATE_MODEL_SCHEMAS", "E005", "GENERIC_FAILURE", "CUDA_OOM", "INTERRUPTED"]
 
 
 class FakeReplicate(JobsMixin, FakeHTTPServer):
@@ -65,6 +70,8 @@ class FakeReplicate(JobsMixin, FakeHTTPServer):
         self.retry_after_s = 1
         self.refuse_prompts_containing: Any = []
         self.refuse_first_n = 0
+        self.fail_next_predictions: Any = []  # error texts, one per created prediction: it ends "failed" with it
+        self.upload_latency_s = 0.0  # each POST /v1/files is held this long before it is stored
         self.output_ttl_s: Any = None
         self.crash_after_create: Any = 0  # int countdown (True == 1)
         self.output_scale = output_scale
@@ -78,6 +85,7 @@ class FakeReplicate(JobsMixin, FakeHTTPServer):
         self.cancelled: set[str] = set()
         self.jobs: dict[str, _Job] = {}
         self.files: dict[str, dict] = {}
+        self.uploads: list[dict] = []  # every stored file upload: {"id", "name", "sha256", "size"}
         self.deliveries: dict[str, tuple[bytes, str, str, float]] = {}  # path -> (bytes, ctype, model, t)
         self.models: dict[str, _Model] = {}
         self.version_specs: dict[str, dict] = {}  # version id -> input/output spec
@@ -253,6 +261,7 @@ class FakeReplicate(JobsMixin, FakeHTTPServer):
                 s.lower() in prompt for s in per_key(self.refuse_prompts_containing, ref, []) or [])
             job = _Job(random_id(), "prediction", ref, vid, spec, inp, time.monotonic(),
                        float(per_key(self.latency_s, ref, 0.0) or 0.0), refused=refused,
+                       fail_with=None if refused else pop_knob(self, "fail_next_predictions", ref),
                        webhook=body.get("webhook"))
             self.jobs[job.id] = job
             self.created_predictions.append({"id": job.id, "model": ref, "version": vid, "input": inp})
@@ -335,6 +344,8 @@ class FakeReplicate(JobsMixin, FakeHTTPServer):
 
     # -- files and deliveries ---------------------------------------------------------------
     def _files(self, req: RecordedRequest, p: list[str]) -> Response:
+        if req.method == "POST" and len(p) == 1 and self.upload_latency_s:
+            time.sleep(self.upload_latency_s)  # outside the lock: concurrent uploads overlap, as on the real API
         with self.lock:
             if req.method == "POST" and len(p) == 1:
                 form = parse_multipart(req.header("Content-Type") or "", req.body)
@@ -352,6 +363,8 @@ class FakeReplicate(JobsMixin, FakeHTTPServer):
                          "created_at": iso(now), "expires_at": iso(now + 86400),
                          "urls": {"get": f"{self.url}/v1/files/{file_id}"}, "_data": data}
                 self.files[file_id] = entry
+                self.uploads.append({"id": file_id, "name": entry["name"], "sha256": entry["checksums"]["sha256"],
+                                     "size": len(data)})
                 return json_response(_public(entry), 201)
             if req.method == "GET" and len(p) == 1:
                 return json_response(_page([_public(f) for f in reversed(list(self.files.values()))]))

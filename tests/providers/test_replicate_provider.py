@@ -17,7 +17,7 @@ from bookbug_assets.providers.base import (
 )
 from bookbug_assets.providers.replicate import ReplicateProvider
 from bookbug_assets.providers.replicate_models import REPLICATE_MODELS
-from tests.fakes.replicate_server import FakeReplicate
+from tests.fakes.replicate_server import CUDA_OOM, GENERIC_FAILURE, INTERRUPTED, FakeReplicate
 
 TOKEN = "r8_secret_token_for_tests_0123456789"
 
@@ -140,7 +140,7 @@ def test_sizes_map_to_each_models_enum_or_range(fake, provider):
     sent = fake.created_predictions[-1]["input"]
     assert sent["width"] * sent["height"] <= 1024 * 1024 and sent["negative_prompt"] == "scary"
     assert provider.cost_usd(request("google/nano-banana-pro", width=4096, height=4096)) == 0.30
-    assert provider.cost_usd(request("black-forest-labs/flux-2-pro", width=2048, height=2048)) == 0.075
+    assert provider.cost_usd(request("black-forest-labs/flux-2-pro", width=2048, height=2048)) == 0.06  # 4 MP
 
 
 def test_community_models_run_by_a_version_looked_up_once(fake, provider):
@@ -378,3 +378,118 @@ def test_a_lost_create_is_matched_only_to_a_prediction_made_since_it_was_sent(fa
     assert provider.find_job(req) is None  # the one that exists is older: another request's image
     provider._pending[req.cache_key()] = (inp, sent_at)
     assert provider.find_job(req) == fake.created_predictions[-1]["id"]
+
+
+# --- issue 17: pay only for attempts that can change the outcome ---------------------------------------------------
+
+
+def _context(tmp_path, max_attempts=5):
+    from bookbug_assets.generation import GenerationContext, RetryPolicy
+    from bookbug_assets.ledger import Ledger
+    from bookbug_assets.storage import LocalArtifactStore
+
+    store = LocalArtifactStore(tmp_path)
+    return GenerationContext(store=store, ledger=Ledger(store), book_id="b", sleep=lambda s: None,
+                             retry=RetryPolicy(max_attempts=max_attempts, base_delay_s=0.01))
+
+
+@pytest.mark.parametrize("text", [GENERIC_FAILURE, CUDA_OOM])
+def test_a_generic_failure_is_not_paid_for_five_times_and_the_ledger_says_failed(fake, provider, tmp_path, text):
+    from bookbug_assets.generation import generate_image
+
+    ctx = _context(tmp_path)
+    fake.fail_next_predictions = [text] * 5  # every prediction the page could create fails the same way
+    with pytest.raises(ProviderError):
+        generate_image(request("google/nano-banana-pro"), provider, ctx)
+    assert len(fake.created_predictions) <= 2, "a generic failure was re-created with identical input, each paid"
+    paid = [r for r in ctx.ledger.rows("b") if r.job_id]
+    assert len(paid) == len(fake.created_predictions)
+    assert all(r.status == "failed" for r in paid), [r.status for r in paid]  # not "timeout"
+    assert all(text[:40] in (r.error or "") for r in paid)  # the provider's own words
+
+
+@pytest.mark.parametrize("text,transient,retries", [(GENERIC_FAILURE, False, 1), (CUDA_OOM, False, 1),
+                                                    (INTERRUPTED, True, None)])
+def test_a_failed_prediction_is_a_job_failure_classified_by_its_error(fake, provider, text, transient, retries):
+    from bookbug_assets.providers.base import JobFailed
+
+    fake.fail_next_predictions = [text]
+    with pytest.raises(JobFailed) as caught:
+        run(provider, request("google/nano-banana-pro"))
+    err = caught.value
+    assert err.transient is transient and text in str(err)
+    if retries is not None:
+        assert err.retries == retries
+
+
+def test_an_interrupted_prediction_is_created_again_and_collected(fake, provider, tmp_path):
+    from bookbug_assets.generation import generate_image
+
+    ctx = _context(tmp_path)
+    fake.fail_next_predictions = [INTERRUPTED]  # preempted: Replicate itself says "please retry"
+    record = generate_image(request("google/nano-banana-pro"), provider, ctx)
+    assert record.image_sha256 and len(fake.created_predictions) == 2
+
+
+@pytest.mark.parametrize("model,per_reference", [("google/nano-banana-pro", True),
+                                                 ("black-forest-labs/flux-kontext-pro", False)])
+def test_references_are_uploaded_once_however_many_pages_race_for_them(fake, provider, model, per_reference):
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bookbug_assets.providers.replicate_models import stitch
+
+    fake.upload_latency_s = 0.3  # every page thread is past the cache check before the first upload is answered
+    references, data = refs(SPRITE, HERO)
+    with ThreadPoolExecutor(12) as pool:
+        jobs = list(pool.map(lambda seed: provider.submit(request(model, references=references, seed=seed), data),
+                             range(12)))
+    assert len(set(jobs)) == 12
+    expected = [SPRITE, HERO] if per_reference else [stitch([SPRITE, HERO])]
+    uploaded = sorted(u["sha256"] for u in fake.uploads)
+    assert uploaded == sorted(hashlib.sha256(b).hexdigest() for b in expected), "a reference was uploaded twice"
+
+
+def test_a_failed_reference_upload_is_not_remembered(fake, provider, monkeypatch):
+    from tests.fakes._http import intercept
+
+    failures = intercept(fake, monkeypatch, "POST", "/v1/files", 503, "upstream unavailable", times=1)
+    references, data = refs(SPRITE)
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(request("black-forest-labs/flux-kontext-pro", references=references), data)
+    assert caught.value.transient and len(failures) == 1
+    provider.submit(request("black-forest-labs/flux-kontext-pro", references=references), data)  # uploads afresh
+    assert len(fake.uploads) == 1 and len(fake.created_predictions) == 1
+
+
+def test_per_megapixel_prices_count_1024_squared_as_one_megapixel(fake, provider, tmp_path):
+    """Replicate bills FLUX.2 [pro] per output megapixel, 1 MP = 1024x1024 (see the model table's sources)."""
+    from bookbug_assets.generation import generate_image
+
+    ctx = _context(tmp_path)
+    record = generate_image(request("black-forest-labs/flux-2-pro", width=1024, height=1024), provider, ctx)
+    assert record.cost_usd == pytest.approx(0.015)
+    (row,) = [r for r in ctx.ledger.rows("b") if r.status == "ok"]
+    assert row.cost_usd == pytest.approx(0.015)  # not $0.03: 1024*1024 px is 1 MP, not 1.05 rounded up to 2
+    assert provider.cost_usd(request("black-forest-labs/flux-2-pro", width=1920, height=1080)) == 0.03  # 1.98 MP
+
+
+def test_readme_book_prices_match_the_code():
+    """README's Replicate table: each book is 14 images at 1024x1024, priced as cost_usd prices them."""
+    import re
+    from pathlib import Path
+
+    provider = ReplicateProvider(api_token=TOKEN)
+    text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    section = text.split("#### Replicate", 1)[1].split("####", 1)[0]
+    checked = 0
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        model = re.fullmatch(r"`([^`]+)`(?: \(default\))?", cells[0]) if len(cells) >= 5 else None
+        book = re.fullmatch(r"~?\$(\d+\.\d+)", cells[4]) if model else None
+        if not book or model.group(1) not in REPLICATE_MODELS:
+            continue
+        per_page = provider.cost_usd(request(model.group(1), width=1024, height=1024))
+        assert round(14 * per_page, 2) == pytest.approx(float(book.group(1))), model.group(1)
+        checked += 1
+    assert checked == len(REPLICATE_MODELS)

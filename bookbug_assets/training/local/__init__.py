@@ -1,14 +1,15 @@
-"""Local FLUX.1-dev LoRA training (peft), run as a Dagster Pipes subprocess by `style_lora`.
+"""Local FLUX.1-dev LoRA training (peft), run as a Dagster Pipes subprocess by `style_lora`
+(the launcher is bookbug_assets.defs.styles.local_training).
 
-Importing this package costs nothing: the launcher and config load on first attribute access, and
-torch only inside the subprocess (`python -m bookbug_assets.training.local.pipes_entry`).
+Importing this package costs nothing: the config loads on first attribute access, and torch only
+inside the subprocess (`python -m bookbug_assets.training.local.pipes_entry`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LocalTrainingConfig", "LocalTrainingResult", "run_local_lora_training"]
+__all__ = ["LocalTrainingConfig", "LocalTrainingResult"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,8 +18,4 @@ def __getattr__(name: str) -> Any:
         from bookbug_assets.training.local import config
 
         return getattr(config, name)
-    if name == "run_local_lora_training":
-        from bookbug_assets.training.local.launcher import run_local_lora_training
-
-        return run_local_lora_training
     raise AttributeError(name)

@@ -1,12 +1,16 @@
-"""Resources: where things live (BookbugStorage) and which model draws (ImageProviders).
+"""Resources: where things live (BookbugStorage) and which model draws (ImageProviders), built from the
+environment when the definitions load.
 
-Secrets arrive through Dagster EnvVar (wired in definitions.py), so the UI shows the variable's
-name, never its value.
+Secrets arrive as Dagster EnvVar, so the UI shows the variable's name, never its value. Every
+other setting is read here too, once: `project_resources()` is what the `@dg.definitions` loader
+of this module and `definitions.build_definitions` (tests, golden folders) both call.
 """
 
-
 import logging
+import math
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal, Mapping
 
@@ -14,9 +18,9 @@ import dagster as dg
 from pydantic import Field, PrivateAttr, ValidationError
 
 from bookbug_assets.generation import RetryPolicy
-from bookbug_assets.providers._local_pipelines import ATTENTION_BACKENDS, OFFLOAD_MODES, QUANTIZE_MODES
-from bookbug_assets.providers.base import ConfigurationError, ImageProvider
-from bookbug_assets.providers.registry import DEFAULT_MODELS, parse_provider_spec, provider_class
+from bookbug_assets.providers.base import ConfigurationError, ImageProvider, ProviderSettings
+from bookbug_assets.providers.local_options import ATTENTION_BACKENDS, OFFLOAD_MODES, QUANTIZE_MODES
+from bookbug_assets.providers.registry import DEFAULT_MODELS, build_provider, parse_provider_spec, pool_for
 from bookbug_assets.storage import ArtifactStore, LocalArtifactStore
 
 log = logging.getLogger(__name__)
@@ -70,8 +74,8 @@ class LocalGpuSettings(dg.Config):
     random tiny models in memory (tests, CI). The rest are `LocalDiffusersProvider`'s speed and memory options.
     """
 
-    # The pipelines' own lists of names, so a wrong value fails when the definitions load, naming its
-    # variable, not in the middle of a run. (_local_pipelines imports no torch at module level.)
+    # The pipelines' own lists of names (providers.local_options, torch-free), so a wrong value fails when
+    # the definitions load, naming its variable, not in the middle of a run.
     model_dir: str | None = None
     flux_dev: str | None = None  # a hub id or folder for one model, overriding model_dir
     flux_kontext: str | None = None
@@ -120,6 +124,7 @@ class ImageProviders(dg.ConfigurableResource):
     replicate_base_url: str | None = None
     fal_key: str | None = None
     fal_base_url: str | None = None
+    fal_upload_references: bool = True
     local: LocalGpuSettings = LocalGpuSettings()
     max_concurrency: int = 12
     job_deadline_s: float = 600.0
@@ -152,33 +157,114 @@ class ImageProviders(dg.ConfigurableResource):
                         "offline preview provider; every image and PDF will say PREVIEW.")
         return family, model
 
+    def settings(self) -> ProviderSettings:
+        return ProviderSettings(replicate_api_token=self.replicate_api_token,
+                                replicate_base_url=self.replicate_base_url, fal_key=self.fal_key,
+                                fal_base_url=self.fal_base_url, fal_upload_references=self.fal_upload_references,
+                                poll_interval_s=self.poll_interval_s, local=self.local.provider_kwargs(),
+                                train_quantize_base=self.local.train_quantize_base)
+
     def provider(self, family: str, store: ArtifactStore | None = None) -> ImageProvider:
         """One provider object per family per run, so a local pipeline loads once.
 
         `store` lets the local family read a pinned LoRA's weights file by its artifact key; a provider
-        built without one (for prices, say) is kept apart. Local pipelines live in the process-wide
-        PROCESS_PIPELINES: Dagster copies a resource for every run, and one process may run several.
+        built without one (for prices, say) is kept apart.
         """
         key = f"{family}:{'store' if store is not None else 'no store'}"
         if key not in self._built:
-            self._built[key] = self._build(family, store)
+            self._built[key] = build_provider(family, self.settings(), store)
         return self._built[key]
 
-    def _build(self, family: str, store: ArtifactStore | None) -> ImageProvider:
-        cls = provider_class(family)
-        if family == "replicate":
-            if not self.replicate_api_token:
-                raise ConfigurationError("replicate was chosen but REPLICATE_API_TOKEN is not set")
-            return cls(api_token=self.replicate_api_token,
-                       base_url=self.replicate_base_url or os.environ.get("REPLICATE_BASE_URL"),
-                       poll_interval_s=self.poll_interval_s)
-        if family == "fal":
-            if not self.fal_key:
-                raise ConfigurationError("fal was chosen but FAL_KEY is not set")
-            return cls(key=self.fal_key, base_url=self.fal_base_url, poll_interval_s=self.poll_interval_s)
-        if family == "local":
-            resolver = (lambda lora: str(store.local_path(lora.key))) if store is not None else None
-            from bookbug_assets.providers._local_pipelines import PROCESS_PIPELINES
 
-            return cls(**self.local.provider_kwargs(), lora_path_resolver=resolver, pipeline_cache=PROCESS_PIPELINES)
-        return cls()
+def _env(name: str) -> dg.EnvVar | None:
+    """Secrets only as EnvVar (the UI shows the variable's name); absent means 'not configured'."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def _number(name: str, default, kind):
+    """A numeric setting; unset or empty means the default, anything else must parse (the error names it)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a {'whole number' if kind is int else 'number'}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{name}={raw!r} must be a finite number greater than 0")
+    return value
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name}={raw!r} must be 1/true/yes/on or 0/false/no/off")
+
+
+# Folders given to definitions.build_definitions (tests, a second project folder) instead of the environment,
+# for the duration of one load: the defs modules' @dg.definitions loaders read them through storage_from_env.
+_FOLDERS: ContextVar[dict[str, str]] = ContextVar("bookbug_folders", default={})
+
+
+@contextmanager
+def folders_for_load(**paths: str | None):
+    token = _FOLDERS.set({name: path for name, path in paths.items() if path})
+    try:
+        yield
+    finally:
+        _FOLDERS.reset(token)
+
+
+def storage_from_env() -> BookbugStorage:
+    """The storage resource: BOOKBUG_* folders and S3 settings, or the folders of the load in progress."""
+    given = _FOLDERS.get()
+    return BookbugStorage(
+        data_root=given.get("data_root") or os.environ.get("BOOKBUG_DATA_ROOT", "data/outputs"),
+        stories_dir=given.get("stories_dir") or os.environ.get("BOOKBUG_STORIES_DIR", "data/stories"),
+        styles_dir=given.get("styles_dir") or os.environ.get("BOOKBUG_STYLES_DIR", "data/styles"),
+        s3_bucket=os.environ.get("BOOKBUG_S3_BUCKET") or None,
+        s3_prefix=os.environ.get("BOOKBUG_S3_PREFIX", "outputs"),
+        s3_stories_prefix=os.environ.get("BOOKBUG_S3_STORIES_PREFIX") or None,
+        s3_endpoint_url=os.environ.get("BOOKBUG_S3_ENDPOINT_URL") or None,
+        s3_region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+    )
+
+
+def providers_from_env() -> ImageProviders:
+    return ImageProviders(
+        default=os.environ.get("BOOKBUG_PROVIDER", "auto"),
+        replicate_api_token=_env("REPLICATE_API_TOKEN"),
+        replicate_base_url=os.environ.get("BOOKBUG_REPLICATE_BASE_URL"),
+        fal_key=_env("FAL_KEY"),
+        fal_base_url=os.environ.get("BOOKBUG_FAL_BASE_URL"),
+        fal_upload_references=_flag("BOOKBUG_FAL_UPLOAD_REFERENCES", True),
+        max_concurrency=_number("BOOKBUG_MAX_CONCURRENCY", 12, int),
+        poll_interval_s=_number("BOOKBUG_POLL_INTERVAL_S", 1.0, float),
+        max_attempts=_number("BOOKBUG_MAX_ATTEMPTS", 5, int),
+        local=LocalGpuSettings.from_env(os.environ),
+    )
+
+
+def generation_pool() -> str:
+    """The concurrency pool the generation steps run in: the default provider's (dagster.yaml sets the limits,
+    or `dagster instance concurrency set <pool> <n>`); a story's own provider override keeps this pool."""
+    return pool_for(providers_from_env().resolve()[0])
+
+
+def project_resources(storage: BookbugStorage) -> dict:
+    resources: dict = {"storage": storage, "image_providers": providers_from_env()}
+    if storage.s3_bucket and storage.s3_stories_prefix:
+        from dagster_aws.s3 import S3Resource  # only when configured: the default definitions do no boto3 work
+
+        resources["s3"] = S3Resource(endpoint_url=storage.s3_endpoint_url, region_name=storage.s3_region_name)
+    return resources
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources=project_resources(storage_from_env()))

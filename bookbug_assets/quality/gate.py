@@ -4,31 +4,35 @@ Pages, the sprite sheet and the hero page all go through `render_with_gate`; att
 `max_attempts` or when the book's budget would be exceeded, and every attempt is a ledger row.
 """
 
-import dagster as dg
-from pydantic import Field
+from __future__ import annotations
 
-from bookbug_assets.checks import (
-    AttemptSummary, QualityReference, QualityThresholds, QualityVerdict, assess_image, save_verdict,
-)
-from bookbug_assets.generation import GenerationContext, GenerationRecord, cached_record
-from bookbug_assets.ledger import BudgetExceeded, LedgerRow
+from dataclasses import dataclass, field
+
+from bookbug_assets.generation import GenerationContext, cached_record, ledger_row
+from bookbug_assets.layout import GenerationRecord
+from bookbug_assets.ledger import BudgetExceeded
 from bookbug_assets.providers.base import ImageRequest
+from bookbug_assets.quality.artifacts import Thresholds
+from bookbug_assets.quality.verdicts import (
+    AttemptSummary, QualityReference, QualityVerdict, assess_image, save_verdict,
+)
 from bookbug_assets.review import ReviewState, reviewed_request
 from bookbug_assets.storage import ArtifactStore
 from bookbug_assets.stories.models import Story
 
 
-class ImageGateConfig(dg.Config):
-    """Run config of an asset that draws through the gate; its thresholds default to the calibrated ones."""
+@dataclass(frozen=True)
+class GateSettings:
+    """How hard an image is judged and how often it may be redrawn (the assets' run config fills it in)."""
 
-    max_attempts: int = Field(3, ge=1, le=10, description="Renders per image, counting the first, while it "
-                                                          "fails its quality gate and the budget allows.")
-    quality_gate: bool = Field(True, description="Off: every rendered image is accepted (no regeneration).")
-    thresholds: QualityThresholds = QualityThresholds()
+    max_attempts: int = 3
+    quality_gate: bool = True
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    gate_character_on_previews: bool = False
 
 
 def render_with_gate(request: ImageRequest, generate, *, store: ArtifactStore, story: Story, target: str,
-                     partition: str, kind: str, ctx: GenerationContext, config: ImageGateConfig,
+                     partition: str, kind: str, ctx: GenerationContext, config: GateSettings,
                      qref: QualityReference | None, has_characters: bool,
                      review: ReviewState) -> tuple[GenerationRecord, QualityVerdict]:
     """Render `request` until an attempt passes the gate (or is approved), attempts or budget run out.
@@ -56,11 +60,8 @@ def render_with_gate(request: ImageRequest, generate, *, store: ArtifactStore, s
             if not tried:
                 raise
             stopped = f"budget: {exc}"
-            ctx.ledger.append(LedgerRow(
-                run_id=ctx.run_id, book_id=ctx.book_id, asset=ctx.asset, partition=partition,
-                kind=attempt_request.kind, provider=attempt_request.provider, model=attempt_request.model,
-                seed=attempt_request.seed, request_key=attempt_request.cache_key(), status="budget_stop",
-                attempt=attempt, error=str(exc), is_preview=attempt_request.provider == "preview"))
+            ctx.ledger.append(ledger_row(ctx, attempt_request, "budget_stop", partition, attempt=attempt,
+                                         error=str(exc)))
             break
         if qref is None:  # gate off: the first image is taken
             result = None
@@ -68,7 +69,8 @@ def render_with_gate(request: ImageRequest, generate, *, store: ArtifactStore, s
         else:
             result = assess_image(store.read_bytes(record.image_key), qref, config.thresholds, kind=kind,
                                   is_preview=record.is_preview, has_characters=has_characters,
-                                  size=(record.width, record.height))
+                                  size=(record.width, record.height),
+                                  gate_character_on_previews=config.gate_character_on_previews)
             passed = result.passed
         summary = AttemptSummary(attempt=attempt, seed=record.seed, image_sha256=record.image_sha256,
                                  cost_usd=record.cost_usd, cache_hit=record.cache_hit, passed=passed,

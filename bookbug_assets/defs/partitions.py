@@ -1,4 +1,4 @@
-"""Partitions: books (dynamic), styles (one per folder), and pages as book x page.
+"""Partitions: books (dynamic), styles (one per folder), and pages as book x page (layout.page_partition).
 
 Pages are a MultiPartitionsDefinition over two dynamic dimensions, `book` and `page` (slots
 "001".."NNN", grown by the story sensor to the longest book seen). That keeps each page its own
@@ -15,26 +15,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from bookbug_assets.stories.models import is_slug
+from bookbug_assets.styles import style_names
 
 books_partitions = dg.DynamicPartitionsDefinition(name="books")
 page_slots_partitions = dg.DynamicPartitionsDefinition(name="page_slots")
 book_pages_partitions = dg.MultiPartitionsDefinition({"book": books_partitions, "page": page_slots_partitions})
 
 
-def style_names(styles_dir: Path) -> list[str]:
-    """Every folder under data/styles/ with a valid slug name is a style partition."""
-    if not styles_dir.is_dir():
-        return []
-    return sorted(p.name for p in styles_dir.iterdir() if p.is_dir() and is_slug(p.name))
-
-
 def styles_partitions_for(styles_dir: Path) -> dg.StaticPartitionsDefinition:
+    """One partition per style folder present when the definitions load."""
     return dg.StaticPartitionsDefinition(style_names(styles_dir) or ["default"])
-
-
-def page_partition_key(book_id: str, page: str) -> dg.MultiPartitionKey:
-    return dg.MultiPartitionKey({"book": book_id, "page": page})
 
 
 def split_page_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:

@@ -1,21 +1,20 @@
 """style_dataset and style_lora: one partition per folder under data/styles/."""
 
-
 import time
 from pathlib import Path
 
 import dagster as dg
 
-from bookbug_assets.partitions import styles_partitions_for
-from bookbug_assets.resources import BookbugStorage, ImageProviders
-from bookbug_assets.styles import (
-    StyleConfig, dataset_hash, dataset_items, dataset_palette, dataset_zip, load_style_config,
-)
+from bookbug_assets.defs.partitions import styles_partitions_for
+from bookbug_assets.defs.resources import BookbugStorage, ImageProviders, storage_from_env
+from bookbug_assets.defs.styles.local_training import run_local_lora_training
+from bookbug_assets.layout import style_dataset_key, style_profile_key
+from bookbug_assets.styles import StyleConfig, dataset_hash, dataset_items, dataset_palette, dataset_zip, load_style_config
 from bookbug_assets.training.pinning import pin_existing_lora
+from bookbug_assets.training.run import train_style_lora
 
-
-def style_key(style: str, name: str) -> str:
-    return f"styles/{style}/{name}"
+# How long a cloud training may take, in units of one image job's deadline.
+TRAINING_DEADLINE_JOBS = 12
 
 
 def build_style_assets(styles_dir: Path) -> list[dg.AssetsDefinition]:
@@ -35,7 +34,7 @@ def build_style_assets(styles_dir: Path) -> list[dg.AssetsDefinition]:
         manifest = {"style": style, "config": config.model_dump(), "items": [i.model_dump() for i in items],
                     "dataset_sha256": digest, "zip_key": zip_key, "zip_sha256": zip_sha,
                     "palette": dataset_palette(style_dir, items)}
-        store.write_json(style_key(style, "dataset.json"), manifest)
+        store.write_json(style_dataset_key(style), manifest)
         return dg.MaterializeResult(
             data_version=dg.DataVersion(digest[:16]),
             metadata={"images": len(items), "synthetic": config.synthetic, "dataset_sha256": digest,
@@ -50,7 +49,7 @@ def build_style_assets(styles_dir: Path) -> list[dg.AssetsDefinition]:
                    image_providers: ImageProviders) -> dg.MaterializeResult:
         style = context.partition_key
         store = storage.store()
-        manifest = store.read_json(style_key(style, "dataset.json"))
+        manifest = store.read_json(style_dataset_key(style))
         config = StyleConfig.model_validate(manifest["config"])
         profile = {"style": style, "prompt_prefix": config.prompt_prefix, "trigger_word": config.trigger_word,
                    "palette": manifest["palette"], "dataset_sha256": manifest["dataset_sha256"], "lora": None}
@@ -66,12 +65,17 @@ def build_style_assets(styles_dir: Path) -> list[dg.AssetsDefinition]:
                                 "(prompt prefix, trigger word, palette); set trainer: replicate | fal | local "
                                 "in style.yaml to train one.")
         else:
-            from bookbug_assets.training.run import train_style_lora
+            def run_local(local_config, dataset_dir, output_dir, trigger_word):
+                return run_local_lora_training(context, dg.PipesSubprocessClient(), dataset_dir=dataset_dir,
+                                               output_dir=output_dir, trigger_word=trigger_word, config=local_config)
 
-            trained = train_style_lora(context, store, image_providers, config, manifest, storage.styles_path)
+            trained = train_style_lora(store, image_providers.settings(), image_providers.local, config, manifest,
+                                       storage.styles_path, run_id=context.run.run_id, log=context.log,
+                                       deadline_s=image_providers.job_deadline_s * TRAINING_DEADLINE_JOBS,
+                                       run_local=run_local)
             profile["lora"] = trained.lora.model_dump()
             metadata.update(trained.metadata)
-        key = style_key(style, "lora.json")
+        key = style_profile_key(style)
         store.write_json(key, profile)
         lora = profile["lora"]
         return dg.MaterializeResult(
@@ -85,14 +89,6 @@ def build_style_assets(styles_dir: Path) -> list[dg.AssetsDefinition]:
     return [style_dataset, style_lora]
 
 
-def load_style_profile(storage: BookbugStorage, style: str, log) -> dict:
-    """The materialized style_lora profile; an untrained profile from the folder if none exists yet."""
-    store = storage.store()
-    key = style_key(style, "lora.json")
-    if store.exists(key):
-        return store.read_json(key)
-    style_dir = storage.styles_path / style
-    config = load_style_config(style_dir)
-    log.warning(f"style_lora[{style}] is not materialized; using an untrained profile of {style_dir.name}")
-    return {"style": style, "prompt_prefix": config.prompt_prefix, "trigger_word": config.trigger_word,
-            "palette": dataset_palette(style_dir, dataset_items(style_dir)), "lora": None}
+@dg.definitions
+def style_defs() -> dg.Definitions:
+    return dg.Definitions(assets=build_style_assets(storage_from_env().styles_path))

@@ -1,4 +1,4 @@
-"""cost_report: what an acceptable image costs, per book and per provider; and a book's cost estimate.
+"""What an acceptable image costs, per book and per provider; a book's cost estimate; the ledger's summaries.
 
 Read from the ledger rows (one per generation attempt, generation.py) and the quality verdicts
 (one per image, written by the page renderer and the asset checks). "Acceptable" means the image
@@ -6,20 +6,17 @@ that is in the book now passed its quality gate (or a reviewer approved it over 
 """
 
 
-import io
+from __future__ import annotations
 
-import dagster as dg
 import polars as pl
 from pydantic import BaseModel
 
-from bookbug_assets.assets.ledger import markdown_table
-from bookbug_assets.checks import load_verdicts
 from bookbug_assets.ledger import Ledger
-from bookbug_assets.providers.base import ConfigurationError
-from bookbug_assets.resources import BookbugStorage, ImageProviders
+from bookbug_assets.quality.verdicts import load_verdicts
 from bookbug_assets.storage import ArtifactStore
 from bookbug_assets.stories.models import Story
 
+LEDGER_PARQUET = "ledger/generation_ledger.parquet"
 REPORT_PARQUET = "reports/cost_report.parquet"
 BOOK_ASSETS = ("sprite_sheet", "hero_page", "book_pages")
 COLUMNS = ["images", "attempts", "paid_generations", "cached_generations", "failed_generations", "cost_usd",
@@ -66,26 +63,6 @@ def cost_tables(store: ArtifactStore) -> tuple[pl.DataFrame, pl.DataFrame]:
     return finish(by_book, keys), finish(by_provider, ["provider", "model"])
 
 
-@dg.asset(group_name="ledger", code_version="1", kinds={"parquet", "polars"}, deps=["generation_ledger"],
-          description="Cost of an acceptable image, per book and per provider: images, attempts, paid and cached "
-                      "generations, cost, cost per image that passed its quality gate, mean latency.")
-def cost_report(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.MaterializeResult:
-    store = storage.store()
-    by_book, by_provider = cost_tables(store)
-    buffer = io.BytesIO()
-    by_book.write_parquet(buffer)
-    store.write_bytes(REPORT_PARQUET, buffer.getvalue())
-    context.log.info(f"cost report: {by_book.height} book x provider row(s)")
-    return dg.MaterializeResult(metadata={
-        "rows": by_book.height,
-        "total_cost_usd": dg.MetadataValue.float(float(by_book["cost_usd"].sum()) if by_book.height else 0.0),
-        "acceptable_images": int(by_book["acceptable_images"].sum()) if by_book.height else 0,
-        "by_book": dg.MetadataValue.md(markdown_table(by_book) if by_book.height else "no generations yet"),
-        "by_provider": dg.MetadataValue.md(markdown_table(by_provider) if by_provider.height else "no generations"),
-        "parquet": store.uri(REPORT_PARQUET),
-    })
-
-
 class CostEstimate(BaseModel):
     book_id: str
     provider: str
@@ -108,26 +85,28 @@ class CostEstimate(BaseModel):
         return text + (f" ({self.note})" if self.note else "")
 
 
-def estimate_book_cost(story: Story, providers: ImageProviders, store: ArtifactStore | None = None,
-                       max_attempts: int | None = None) -> CostEstimate:
-    """What a book will cost before any paid call: its images at the chosen model's declared price.
-
-    Call it in the first lines of a book's run: `cli.materialize_book` before its first
-    materialize (echo the `.line()`), and the `story` asset (context.log.info + metadata), which
-    is the first step of every sensor-launched book backfill.
-    """
-    from bookbug_assets.assets.pages import BookPagesConfig
-
-    attempts = max_attempts or BookPagesConfig().max_attempts
-    family, model = providers.choose(story.provider)
-    note = ""
-    try:
-        price = providers.provider(family).capabilities(model).price_usd
-    except ConfigurationError as exc:  # the run would fail on this too; the estimate says why now
-        price, note = 0.0, f"price unknown: {exc}"
+def estimate_book_cost(story: Story, family: str, model: str, price_usd: float, *, max_attempts: int,
+                       store: ArtifactStore | None = None, note: str = "") -> CostEstimate:
+    """What a book will cost before any paid call: its images at the chosen model's declared price."""
     images = 2 + len(story.pages)  # sprite sheet + hero page + one per page
     spent = Ledger(store).spent(story.book_id) if store is not None else 0.0
-    return CostEstimate(book_id=story.book_id, provider=family, model=model, images=images, price_usd=price,
-                        first_pass_usd=round(images * price, 4), worst_case_usd=round(images * price * attempts, 4),
-                        max_attempts=attempts, budget_usd=story.budget_usd, spent_usd=spent, note=note)
+    return CostEstimate(book_id=story.book_id, provider=family, model=model, images=images, price_usd=price_usd,
+                        first_pass_usd=round(images * price_usd, 4),
+                        worst_case_usd=round(images * price_usd * max_attempts, 4), max_attempts=max_attempts,
+                        budget_usd=story.budget_usd, spent_usd=spent, note=note)
 
+
+def summary_by_provider(frame: pl.DataFrame) -> pl.DataFrame:
+    return (frame.group_by("provider", "model")
+            .agg(pl.len().alias("rows"),
+                 (pl.col("status") == "ok").sum().alias("paid_generations"),
+                 pl.col("cache_hit").sum().alias("cache_hits"),
+                 pl.col("cost_usd").sum().round(4).alias("cost_usd"),
+                 pl.col("latency_s").filter(pl.col("status") == "ok").mean().round(2).alias("mean_latency_s"))
+            .sort("provider", "model"))
+
+
+def markdown_table(frame: pl.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
+    return header + "".join("| " + " | ".join("" if v is None else str(v) for v in row) + " |\n"
+                            for row in frame.iter_rows())

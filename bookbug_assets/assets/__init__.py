@@ -1,1 +1,0 @@
-"""Assets, one module per domain: style, characters (sprite sheet, hero), pages, book, ledger."""

@@ -1,0 +1,112 @@
+"""A whole book run in this process, as the sensor's backfill would run it: style, book-level references, all
+pages in one step, then the PDF and ledger. Used by `bookbug book | demo | regenerate` and the golden job.
+
+Runs go to the given instance, so the runs, the partitions and their lineage show in the UI afterwards.
+Only the book's real pages are ever requested.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import dagster as dg
+
+# Modules, not their assets: the defs loader collects every Dagster object a module holds at top level, and
+# this module must not hold a second copy of assets its domain modules already define.
+from bookbug_assets.defs.books import references, story as story_module
+from bookbug_assets.defs.ledger import assets as ledger_assets
+from bookbug_assets.defs.pages import assets as page_assets
+from bookbug_assets.defs.partitions import books_partitions, page_slots_partitions
+from bookbug_assets.defs.print import assets as print_assets
+from bookbug_assets.defs.resources import generation_pool
+from bookbug_assets.defs.styles import assets as style_assets
+from bookbug_assets.layout import page_partition
+from bookbug_assets.stories import Story
+
+
+@dataclass(frozen=True)
+class BookGraph:
+    """The assets, standalone checks and resources a book's runs are made of: from a loaded Definitions, or from
+    the repository a running job belongs to (the golden job uses its own code location's assets)."""
+
+    assets: list
+    checks: list
+    resources: dict
+
+    @classmethod
+    def of(cls, defs: dg.Definitions) -> BookGraph:
+        return cls([a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)], list(defs.asset_checks or []),
+                   dict(defs.resources or {}))
+
+    @classmethod
+    def assemble(cls, resources: dict) -> BookGraph:
+        """The book slice of the graph from its domains' own factories, bound to `resources` (the golden job runs
+        its stories with a storage of its own; loading the whole project again inside a run would be wasteful)."""
+        pool = generation_pool()
+        assets = [*style_assets.build_style_assets(resources["storage"].styles_path), story_module.story,
+                  *references.build_reference_assets(pool), page_assets.build_book_pages(pool), print_assets.book_pdf,
+                  ledger_assets.generation_ledger]
+        checks = [references.sprite_sheet_quality, references.hero_page_quality, print_assets.book_pdf_preflight]
+        return cls(assets, checks, resources)
+
+
+def _assets(graph: BookGraph | dg.Definitions, *names: str) -> list:
+    """The named assets and their standalone checks, so the checks run in the same run."""
+    graph = graph if isinstance(graph, BookGraph) else BookGraph.of(graph)
+    wanted = set(names)
+    chosen = [a for a in graph.assets if {k.path[-1] for k in a.keys} & wanted]
+    return chosen + [c for c in graph.checks if {k.asset_key.path[-1] for k in c.check_keys} & wanted]
+
+
+def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInstance, story: Story,
+                     echo=print, include_style: bool = True, raise_on_error: bool = True,
+                     thresholds: dict | None = None,
+                     log_level: str = "INFO") -> dict[str, dg.ExecuteInProcessResult]:
+    """The same runs the sensor's backfill makes, executed here, one after another.
+
+    `thresholds` overrides the quality gates' QualityThresholds fields for this book (run config,
+    as the launchpad would set it), e.g. to render through a provider the gates are not yet
+    calibrated for.
+    """
+    instance.add_dynamic_partitions(books_partitions.name, [story.book_id])
+    missing_slots = sorted(set(story.page_keys) - set(instance.get_dynamic_partitions(page_slots_partitions.name)))
+    if missing_slots:
+        instance.add_dynamic_partitions(page_slots_partitions.name, missing_slots)
+    graph = defs if isinstance(defs, BookGraph) else BookGraph.of(defs)
+    resources = graph.resources
+    tags = {"bookbug/book": story.book_id}
+    steps: list[tuple[str, tuple[str, ...], dict]] = []
+    if include_style:
+        steps.append(("style", ("style_dataset", "style_lora"), {"partition_key": story.style}))
+    gate = {"config": {"thresholds": thresholds}} if thresholds else None
+
+    def ops(*names: str) -> dict:
+        return {"ops": {name: gate for name in names}} if gate else {}
+
+    page_range = {f"dagster/asset_partition_range_{end}": page_partition(story.book_id, p)
+                  for end, p in (("start", story.page_keys[0]), ("end", story.page_keys[-1]))}
+    steps += [
+        ("references", ("story", "sprite_sheet", "hero_page"), {
+            "partition_key": story.book_id,
+            "run_config": ops("sprite_sheet", "hero_page", "sprite_sheet_sprite_sheet_quality",
+                              "hero_page_hero_page_quality")}),
+        ("pages", ("book_pages",), {"run_config": ops("book_pages"), "tags": page_range}),
+        ("pdf", ("book_pdf",), {"partition_key": story.book_id}),
+        ("ledger", ("generation_ledger",), {}),
+    ]
+    results = {}
+    for label, names, kwargs in steps:
+        started = time.monotonic()
+        echo(f"[bookbug] {story.book_id}: {label} ({', '.join(names)}) ...")
+        run_tags = {**tags, **kwargs.pop("tags", {})}
+        # INFO, not DEBUG, on the console: the page-by-page progress lines stay readable.
+        run_config = {**kwargs.pop("run_config", {}), "loggers": {"console": {"config": {"log_level": log_level}}}}
+        results[label] = dg.materialize(_assets(graph, *names), instance=instance, resources=resources,
+                                        tags=run_tags, raise_on_error=raise_on_error, run_config=run_config,
+                                        **kwargs)
+        if not results[label].success:
+            echo(f"[bookbug] {story.book_id}: {label} FAILED; see the run's log in the UI")
+            break
+        echo(f"[bookbug] {story.book_id}: {label} done in {time.monotonic() - started:.1f}s")
+    return results

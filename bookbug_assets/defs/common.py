@@ -1,0 +1,79 @@
+"""What the Dagster assets share: a step's generation context, image metadata for the UI, plain failures.
+
+The core raises plain exceptions for a user's mistake (a story not materialized yet, a reference
+that failed its gate, a story file that cannot be found); `user_errors` turns them into a
+`dg.Failure` that says so and is not retried (a retry would fail the same way).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from contextlib import contextmanager
+
+import dagster as dg
+from PIL import Image
+
+from bookbug_assets.generation import GenerationContext
+from bookbug_assets.intake import StoryNotFound
+from bookbug_assets.layout import GenerationRecord, NotMaterialized
+from bookbug_assets.ledger import BudgetGuard, Ledger
+from bookbug_assets.providers.base import ConfigurationError
+from bookbug_assets.defs.resources import ImageProviders
+from bookbug_assets.rendering import ReferenceNotAccepted
+from bookbug_assets.storage import ArtifactStore
+from bookbug_assets.stories.models import Story
+
+USER_ERRORS = (NotMaterialized, ReferenceNotAccepted, StoryNotFound, ConfigurationError)
+
+
+@contextmanager
+def user_errors():
+    """A user's mistake fails the step with its own message, once (no retry: it would fail the same way)."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from None
+
+
+def generation_context(context: dg.AssetExecutionContext, store: ArtifactStore, providers: ImageProviders,
+                       story: Story, asset: str) -> GenerationContext:
+    ledger = Ledger(store)
+    return GenerationContext(store=store, ledger=ledger, budget=BudgetGuard(story.book_id, story.budget_usd, ledger),
+                             retry=providers.retry_policy(), run_id=context.run.run_id, book_id=story.book_id,
+                             asset=asset, logger=context.log)
+
+
+def thumbnail_md(image_bytes: bytes, alt: str, size: int = 256) -> dg.MetadataValue:
+    """A small JPEG inline in markdown: the UI has no image metadata type (dagster#15468)."""
+    with Image.open(io.BytesIO(image_bytes)) as im:
+        im = im.convert("RGB")
+        im.thumbnail((size, size))
+        out = io.BytesIO()
+        im.save(out, format="JPEG", quality=70)
+    return dg.MetadataValue.md(f"![{alt}](data:image/jpeg;base64,{base64.b64encode(out.getvalue()).decode()})")
+
+
+def image_metadata(store: ArtifactStore, record: GenerationRecord, alt: str) -> dict:
+    return {
+        "preview": thumbnail_md(store.read_bytes(record.image_key), alt),
+        "provider": record.provider,
+        "model": record.model,
+        "model_version": record.version or "",
+        "seed": record.seed,
+        "cost_usd": dg.MetadataValue.float(record.cost_usd),
+        "cache_hit": record.cache_hit,
+        "attempts": record.attempts,
+        "lora": record.lora or "none",
+        "variant": record.variant or "full precision",
+        "latency_s": dg.MetadataValue.float(record.latency_s),
+        "image_uri": store.uri(record.image_key),
+        "image_sha256": record.image_sha256,
+        "size": f"{record.width}x{record.height}",
+        "is_preview": record.is_preview,
+    }
+
+
+def verdict_metadata(summary: dict, scores: dict[str, float]) -> dict:
+    """A quality verdict as check metadata: its summary plus each score as a float."""
+    return {**{f"score/{k}": dg.MetadataValue.float(float(v)) for k, v in scores.items()}, **summary}

@@ -1,0 +1,57 @@
+"""The S3 story sensor: an upload to s3://bucket/<prefix>/ becomes a book, like a file in data/stories/.
+
+The cursor keeps a last-modified high-water mark (so a tick lists only recent objects) and the ETag
+of every story key seen (bookbug_assets.intake.scan_s3_stories). A malformed upload gets a JSON
+reason object under `<prefix>rejected/` and the tick goes on. Built only when BOOKBUG_S3_BUCKET and
+BOOKBUG_S3_STORIES_PREFIX are set.
+"""
+
+import json
+
+import dagster as dg
+from botocore.exceptions import BotoCoreError, ClientError
+from dagster_aws.s3 import S3Resource
+
+from bookbug_assets.defs.intake.sensors import BOOK_SELECTION, story_sensor_result
+from bookbug_assets.defs.resources import BookbugStorage, storage_from_env
+from bookbug_assets.intake import _norm_prefix, scan_s3_stories, write_s3_rejection
+from bookbug_assets.styles import style_names
+
+
+def build_s3_story_sensor(bucket: str, prefix: str = "stories/", name: str = "s3_story_sensor",
+                          minimum_interval_seconds: int = 30,
+                          default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING
+                          ) -> dg.SensorDefinition:
+    """The sensor for one bucket/prefix; it needs resources `storage` (styles) and `s3` (S3Resource)."""
+
+    # asset_selection: the daemon refuses asset-graph backfill requests from a sensor without one.
+    @dg.sensor(name=name, minimum_interval_seconds=minimum_interval_seconds, default_status=default_status,
+               asset_selection=BOOK_SELECTION,
+               description=f"Watches s3://{bucket}/{_norm_prefix(prefix)}: a new or changed story (new ETag) adds "
+                           "its book partition and page slots and backfills exactly that book; a malformed one "
+                           "gets a reason object under rejected/.")
+    def s3_story_sensor(context: dg.SensorEvaluationContext, storage: BookbugStorage,
+                        s3: S3Resource) -> dg.SensorResult:
+        client = s3.get_client()
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        scan = scan_s3_stories(client, bucket, prefix, set(style_names(storage.styles_path)), cursor, context.log)
+        for key, etag, reason in scan.rejected:
+            try:
+                where = write_s3_rejection(client, bucket, prefix, key, etag, reason)
+                context.log.warning(f"rejected story {reason} (reason object {where})")
+            except (ClientError, BotoCoreError) as exc:
+                context.log.warning(f"rejected story {reason} (could not write its reason object: {exc})")
+        # The story asset reads the very object the sensor validated (bookbug/story_key).
+        return story_sensor_result(context, [(story, {"bookbug/story_key": key}) for key, story in scan.stories],
+                                   bool(scan.rejected), json.dumps(scan.cursor, sort_keys=True),
+                                   skip_reason="no new or changed stories in S3")
+
+    return s3_story_sensor
+
+
+@dg.definitions
+def s3_intake_defs() -> dg.Definitions:
+    storage = storage_from_env()
+    if not (storage.s3_bucket and storage.s3_stories_prefix):
+        return dg.Definitions()
+    return dg.Definitions(sensors=[build_s3_story_sensor(storage.s3_bucket, storage.s3_stories_prefix)])

@@ -1,0 +1,77 @@
+"""generation_ledger (every generation, one Parquet table) and cost_report (what an acceptable image costs)."""
+
+import io
+
+import dagster as dg
+import polars as pl
+
+from bookbug_assets.cost_report import (
+    LEDGER_PARQUET, REPORT_PARQUET, CostEstimate, cost_tables, markdown_table, summary_by_provider,
+)
+from bookbug_assets.cost_report import estimate_book_cost as _estimate
+from bookbug_assets.defs.gate_config import ImageGateConfig
+from bookbug_assets.defs.resources import BookbugStorage, ImageProviders
+from bookbug_assets.ledger import Ledger
+from bookbug_assets.providers.base import ConfigurationError
+from bookbug_assets.storage import ArtifactStore
+from bookbug_assets.stories.models import Story
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+@dg.asset(group_name="ledger", code_version="1", kinds={"parquet", "polars"},
+          deps=["sprite_sheet", "hero_page", "book_pages"],
+          description="Every generation (paid, cached, refused, failed): provider, model, version, seed, cost, "
+                      "latency, cache hit. Parquet, one row per generation; columns in README.")
+def generation_ledger(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.MaterializeResult:
+    store = storage.store()
+    frame = Ledger(store).frame()
+    store.write_bytes(LEDGER_PARQUET, _parquet(frame))
+    summary = summary_by_provider(frame) if frame.height else frame
+    return dg.MaterializeResult(metadata={
+        "rows": frame.height,
+        "paid_generations": int((frame["status"] == "ok").sum()) if frame.height else 0,
+        "cache_hits": int(frame["cache_hit"].sum()) if frame.height else 0,
+        "total_cost_usd": dg.MetadataValue.float(round(float(frame["cost_usd"].sum()), 4) if frame.height else 0.0),
+        "by_provider": dg.MetadataValue.md(markdown_table(summary) if frame.height else "no generations yet"),
+        "parquet": store.uri(LEDGER_PARQUET),
+    })
+
+
+@dg.asset(group_name="ledger", code_version="1", kinds={"parquet", "polars"}, deps=["generation_ledger"],
+          description="Cost of an acceptable image, per book and per provider: images, attempts, paid and cached "
+                      "generations, cost, cost per image that passed its quality gate, mean latency.")
+def cost_report(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.MaterializeResult:
+    store = storage.store()
+    by_book, by_provider = cost_tables(store)
+    store.write_bytes(REPORT_PARQUET, _parquet(by_book))
+    context.log.info(f"cost report: {by_book.height} book x provider row(s)")
+    return dg.MaterializeResult(metadata={
+        "rows": by_book.height,
+        "total_cost_usd": dg.MetadataValue.float(float(by_book["cost_usd"].sum()) if by_book.height else 0.0),
+        "acceptable_images": int(by_book["acceptable_images"].sum()) if by_book.height else 0,
+        "by_book": dg.MetadataValue.md(markdown_table(by_book) if by_book.height else "no generations yet"),
+        "by_provider": dg.MetadataValue.md(markdown_table(by_provider) if by_provider.height else "no generations"),
+        "parquet": store.uri(REPORT_PARQUET),
+    })
+
+
+def estimate_book_cost(story: Story, providers: ImageProviders, store: ArtifactStore | None = None,
+                       max_attempts: int | None = None) -> CostEstimate:
+    """What a book will cost before any paid call, at the model the providers resource chooses for it.
+
+    Called in the first lines of a book's run: the `story` asset (log line + metadata), the first step of
+    every sensor-launched backfill, and the CLI before its first materialize.
+    """
+    family, model = providers.choose(story.provider)
+    note = ""
+    try:
+        price = providers.provider(family).capabilities(model).price_usd
+    except ConfigurationError as exc:  # the run would fail on this too; the estimate says why now
+        price, note = 0.0, f"price unknown: {exc}"
+    return _estimate(story, family, model, price, max_attempts=max_attempts or ImageGateConfig().max_attempts,
+                     store=store, note=note)

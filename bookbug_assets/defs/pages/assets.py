@@ -1,0 +1,155 @@
+"""book_pages: one partition per page (book x page), fanned out concurrently inside one step.
+
+A whole book is one run and one step (BackfillPolicy.single_run), not twelve processes: the
+step renders its pages on a thread pool (provider calls are I/O-bound) and records one
+materialization per page as each finishes. Rerunning one page from the UI is the same code
+with a one-key range.
+
+Each page passes the quality gate (rendering.render_target). A page that fails is drawn again with
+a new seed, up to `max_attempts`, while the book's budget allows; every attempt is a ledger row.
+The page's materialization shows the winning attempt and why the others lost, and the step
+emits one `page_quality` check evaluation per page partition (an AssetCheckResult cannot name a
+partition in a multi-partition step; an AssetCheckEvaluation can). A page that fails its gate
+keeps no page record, so book_pdf cannot use it; a reviewer's approval of its exact bytes
+(review.py) overrides the gate. Nothing is drawn against a sprite sheet or hero page whose gate
+failed (rendering.accepted_references).
+"""
+
+from collections import defaultdict
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+import dagster as dg
+
+from bookbug_assets.defs.books.references import STYLE_DEP
+from bookbug_assets.defs.common import generation_context, image_metadata, user_errors, verdict_metadata
+from bookbug_assets.defs.gate_config import ImageGateConfig
+from bookbug_assets.defs.partitions import book_pages_partitions, split_page_key
+from bookbug_assets.defs.resources import BookbugStorage, ImageProviders, generation_pool
+from bookbug_assets.layout import BOOK_TARGETS, load_story_record, page_partition, page_target
+from bookbug_assets.quality.gate import attempts_markdown
+from bookbug_assets.quality.verdicts import QualityVerdict, quality_reference
+from bookbug_assets.rendering import book_plan, page_request, render_target
+from bookbug_assets.review import load_state
+
+PAGE_CHECK = "page_quality"
+page_check_spec = dg.AssetCheckSpec(
+    PAGE_CHECK, asset="book_pages", blocking=True, partitions_def=book_pages_partitions,
+    description="Style distance to the style dataset, character similarity to the sprite sheet, artifacts, size. "
+                "Evaluated per page inside the book_pages step, after up to max_attempts regenerations.")
+
+
+class BookPagesConfig(ImageGateConfig):
+    """The pages' quality gate and regeneration (see quality.gate.render_with_gate)."""
+
+
+def check_evaluation(verdict: QualityVerdict, partition: str) -> dg.AssetCheckEvaluation:
+    """One evaluation for one page partition: what a step that materializes many partitions can emit."""
+    return dg.AssetCheckEvaluation(asset_key=page_check_spec.asset_key, check_name=page_check_spec.name,
+                                   passed=verdict.accepted, metadata=verdict_metadata(verdict.summary(), verdict.scores),
+                                   severity=dg.AssetCheckSeverity.ERROR, description=verdict.description(),
+                                   blocking=page_check_spec.blocking, partition=partition)
+
+
+def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage,
+                      image_providers: ImageProviders, page_keys: list[tuple[str, str]],
+                      config: BookPagesConfig | None = None):
+    """Yield a materialization and a check evaluation per rendered page; raise at the end if any page failed."""
+    config = config or BookPagesConfig()
+    gate = config.settings()
+    store = storage.store()
+    check_selected = page_check_spec.key in context.selected_asset_check_keys
+    by_book: dict[str, list[str]] = defaultdict(list)
+    for book_id, page in page_keys:
+        by_book[book_id].append(page)
+    failures: list[str] = []
+    for book_id, pages in by_book.items():
+        with user_errors():
+            story_record = load_story_record(store, book_id)
+            story = story_record.story
+            family, model = image_providers.choose(story.provider)
+            plan = book_plan(store, storage.styles_path, story, family, model,
+                             image_providers.provider(family, store), context.log, references=BOOK_TARGETS)
+            qref = quality_reference(store, storage.styles_path, story) if config.quality_gate else None
+        ctx = generation_context(context, store, image_providers, story, "book_pages")
+        review = load_state(store, book_id)
+
+        def render(page: str):
+            number = int(page)
+            if not 1 <= number <= len(story.pages):
+                raise dg.Failure(f"page slot {page} is past the end of {book_id!r} ({len(story.pages)} pages)",
+                                 allow_retries=False)
+            return render_target(plan, page_target(number), page_request(plan, number), ctx, store=store, gate=gate,
+                                 qref=qref, review=review, story_sha256=story_record.sha256)
+
+        workers = max(1, min(image_providers.max_concurrency, len(pages)))
+        context.log.info(f"{book_id}: rendering {len(pages)} page(s) with {family}:{model}, {workers} at a time")
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="page")
+        futures: dict[Future, str] = {pool.submit(render, page): page for page in sorted(pages)}
+        done_count = 0
+        try:
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(finished, key=futures.get):
+                    page = futures[future]
+                    done_count += 1
+                    exc = future.exception()
+                    if exc is not None:
+                        failures.append(f"{book_id} page {int(page)}: {exc}")
+                        context.log.error(f"{book_id} page {int(page)} failed ({done_count}/{len(pages)}): {exc}")
+                        continue
+                    record, verdict = future.result()
+                    yield from _page_events(context, store, story, page, record, verdict, check_selected,
+                                            f"({done_count}/{len(pages)})")
+        except BaseException:
+            cancelled = ctx.cancel_in_flight()  # the run is being terminated: stop paying for pages
+            if cancelled:
+                context.log.warning(f"cancelled remote jobs: {', '.join(cancelled)}")
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+    if failures:
+        raise dg.Failure(f"{len(failures)} page(s) failed; the others are kept:\n" + "\n".join(failures))
+
+
+def _page_events(context, store, story, page: str, record, verdict: QualityVerdict, check_selected: bool,
+                 progress: str):
+    number = int(page)
+    partition = page_partition(story.book_id, page)
+    context.log.info(f"{story.book_id} page {number} done {progress} "
+                     f"{'cache hit' if record.cache_hit else f'${record.cost_usd:.3f}'}; {verdict.description()}")
+    yield dg.AssetMaterialization(
+        asset_key=context.asset_key, partition=partition,
+        metadata={**image_metadata(store, record, f"page {number}"), "book": story.book_id, "page": number,
+                  "text": story.pages[number - 1].text, "scene": story.pages[number - 1].scene,
+                  "quality": verdict.description(), "accepted": verdict.accepted, "winning_attempt": verdict.winner,
+                  "attempts": len(verdict.attempts),
+                  "attempts_table": dg.MetadataValue.md(attempts_markdown(verdict))},
+        tags={"dagster/data_version": record.image_sha256[:16]})
+    if check_selected:
+        yield check_evaluation(verdict, partition)
+
+
+def build_book_pages(pool: str | None = None) -> dg.AssetsDefinition:
+    """book_pages; `pool` is the provider's concurrency pool."""
+
+    @dg.asset(partitions_def=book_pages_partitions, group_name="book", code_version="2",
+              deps=["sprite_sheet", "hero_page", STYLE_DEP], kinds={"python"}, pool=pool,
+              backfill_policy=dg.BackfillPolicy.single_run(), output_required=False, check_specs=[page_check_spec],
+              description="Every page's illustration, one partition per book x page, drawn against the book's "
+                          "sprite sheet and hero page. A book's pages render concurrently in one step; a page that "
+                          "fails its quality gate is redrawn with a new seed up to max_attempts within the budget.")
+    def book_pages(context: dg.AssetExecutionContext, config: BookPagesConfig, storage: BookbugStorage,
+                   image_providers: ImageProviders):
+        keys = [split_page_key(k) for k in context.partition_keys]
+        yield from render_book_pages(context, storage, image_providers, keys, config)
+        if page_check_spec.key in context.selected_asset_check_keys:
+            # The check's output must be produced once per step; its per-page results went out as evaluations.
+            yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(page_check_spec.key))
+
+    return book_pages
+
+
+@dg.definitions
+def page_defs() -> dg.Definitions:
+    return dg.Definitions(assets=[build_book_pages(generation_pool())])

@@ -1,0 +1,64 @@
+"""book_pdf (the print-ready book) and its preflight check."""
+
+import os
+
+import dagster as dg
+
+from bookbug_assets.defs.common import thumbnail_md, user_errors
+from bookbug_assets.defs.partitions import books_partitions
+from bookbug_assets.defs.resources import BookbugStorage
+from bookbug_assets.layout import load_story, pdf_key
+from bookbug_assets.pdf import PdfSpec
+from bookbug_assets.preflight import preflight_pdf
+from bookbug_assets.print_book import print_book, upscaled_images
+
+PAGES_DEP = dg.AssetDep("book_pages", partition_mapping=dg.MultiToSingleDimensionPartitionMapping("book"))
+
+
+@dg.asset(partitions_def=books_partitions, group_name="book", code_version="1", deps=[PAGES_DEP, "hero_page"],
+          kinds={"pdf"},
+          description="The print-ready book: trim + 0.125 in bleed, 300 DPI art, text in the safe area with an "
+                      "embedded font, cover first. Marked PREVIEW when any image is a preview render.")
+def book_pdf(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.MaterializeResult:
+    book_id = context.partition_key
+    store = storage.store()
+    required = os.environ.get("BOOKBUG_REQUIRE_APPROVAL", "").strip().lower() in ("1", "true", "yes", "on")
+    with user_errors():  # a page missing, stale or refused (BookNotReady) says which
+        book = print_book(store, book_id, approval_required=required)
+    out = store.local_path(book.key)
+    result, approval = book.result, book.approval
+    context.log.info(f"book PDF for {book_id}: {out}")
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(result.sha256[:16]),
+        metadata={"pdf": dg.MetadataValue.path(str(out)), "pages": result.page_count, "preview": result.preview,
+                  "draft": approval.draft,
+                  "unapproved": ", ".join(approval.unapproved) if approval.required else "approval not required",
+                  "page_size_in": f"{result.width_pt / 72:.3f} x {result.height_pt / 72:.3f}",
+                  "upscaled_pages": ", ".join(result.upscaled_pages) or "none",
+                  "cost_usd": dg.MetadataValue.float(round(sum(r.cost_usd for r in book.records.values()), 4)),
+                  "cover": thumbnail_md(store.read_bytes(book.cover.image_key), "cover"), "sha256": result.sha256})
+
+
+@dg.asset_check(asset="book_pdf", partitions_def=books_partitions, blocking=False,
+                description="Print preflight: page, trim and bleed boxes; every image >= 300 ppi at its printed "
+                            "size; fonts embedded; text inside the safe area. Says which pages were upscaled.")
+def book_pdf_preflight(context: dg.AssetCheckExecutionContext, storage: BookbugStorage) -> dg.AssetCheckResult:
+    book_id = context.partition_key
+    store = storage.store()
+    with user_errors():
+        story = load_story(store, book_id)
+    spec = PdfSpec.of(story.format)
+    labels = ["cover"] + [f"page {int(k)}" for k in story.page_keys]
+    report = preflight_pdf(store.local_path(pdf_key(book_id)), spec, labels)
+    upscaled = upscaled_images(store, story)
+    description = "print-ready" if report.passed else "; ".join(report.problems[:10])
+    if report.passed and report.watermarks:
+        # The layout is what the printer gets; the watermark says this copy is not the one to send.
+        description = f"print-ready layout, watermarked {' and '.join(report.watermarks)}: not for print"
+    return dg.AssetCheckResult(
+        passed=report.passed, severity=dg.AssetCheckSeverity.ERROR, description=description,
+        metadata={"pages": len(report.pages), "min_ppi": dg.MetadataValue.float(report.min_ppi or 0.0),
+                  "watermarks": ", ".join(report.watermarks) or "none",
+                  "fonts_embedded": ", ".join(f"{n}: {'yes' if e else 'NO'}" for n, e in report.fonts.items()),
+                  "upscaled": dg.MetadataValue.md("\n".join(f"- {u}" for u in upscaled) or "none"),
+                  "report": dg.MetadataValue.md(report.markdown())})

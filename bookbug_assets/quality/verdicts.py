@@ -1,0 +1,202 @@
+"""What the gates decide about a book's images: the assessment of one image, the verdict a target keeps.
+
+The measures are the weight-free ones of this package (style distance to the style dataset's Lab
+palette, character similarity to the sprite sheet, artifact heuristics) plus size and aspect.
+This module decides what they mean for a book: which apply to which image, and the verdict record
+each image leaves in the store (layout.verdict_key) for the cost report, the review sensor, golden
+runs and book_pdf.
+
+Preview renders are storyboard tokens, not characters: on them the character measure is reported
+but not gated, and the notes say so.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from bookbug_assets.layout import load_record, style_quality_profile_key, verdict_key, verdicts_prefix
+from bookbug_assets.quality.artifacts import Thresholds, assess
+from bookbug_assets.quality.character import CharacterModel, character_model, character_similarity
+from bookbug_assets.quality.style import StyleProfile, style_distance, style_profile
+from bookbug_assets.storage import ArtifactStore
+from bookbug_assets.stories.models import Story
+from bookbug_assets.styles import dataset_hash, dataset_items, load_style_config
+
+
+class Assessment(BaseModel):
+    passed: bool
+    scores: dict[str, float] = Field(default_factory=dict)
+    failures: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QualityReference:
+    """What a book's images are judged against, computed once per book per step."""
+
+    style: StyleProfile
+    character: CharacterModel | None  # None when the sprite sheet looks blank
+    sheet_is_preview: bool = False  # a preview sheet holds tokens: nothing to compare a character with
+
+
+def style_quality_profile(store: ArtifactStore, styles_dir: Path, style: str) -> StyleProfile:
+    """The style dataset's colour profile, cached in the store under the dataset's hash."""
+    style_dir = styles_dir / style
+    items = dataset_items(style_dir)
+    key = style_quality_profile_key(style, dataset_hash(items, load_style_config(style_dir)))
+    if store.exists(key):
+        return StyleProfile.from_dict(store.read_json(key))
+    images = [Image.open(style_dir / "images" / item.image) for item in items]
+    profile = style_profile(images)
+    store.write_json(key, profile.to_dict())
+    return profile
+
+
+def quality_reference(store: ArtifactStore, styles_dir: Path, story: Story) -> QualityReference:
+    sheet = load_record(store, story.book_id, "sprite_sheet")
+    return QualityReference(style_quality_profile(store, styles_dir, story.style),
+                            _character_model(store.read_bytes(sheet.image_key)), sheet.is_preview)
+
+
+def sheet_reference(store: ArtifactStore, styles_dir: Path, story: Story) -> QualityReference:
+    """What the sprite sheet itself is judged against: the style only (it is the character reference)."""
+    return QualityReference(style_quality_profile(store, styles_dir, story.style), None)
+
+
+def _character_model(data: bytes) -> CharacterModel | None:
+    try:
+        return character_model(Image.open(io.BytesIO(data)))
+    except ValueError:  # a blank sheet: its own check fails it; pages cannot be compared to it
+        return None
+
+
+def assess_image(data: bytes, ref: QualityReference, thresholds: Thresholds, *, kind: str, is_preview: bool,
+                 has_characters: bool, size: tuple[int, int] | None = None,
+                 gate_character_on_previews: bool = False) -> Assessment:
+    """quality.assess with what applies to this image gated, and the rest reported with a note why.
+
+    `kind` is sprite_sheet, hero_page or page. A sprite sheet is not judged for style (it is mostly
+    plain background) or character (it is the reference); a preview, or any page drawn against a
+    preview sheet, is not gated on character similarity (storyboard tokens, not characters).
+    """
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    gate_style = kind != "sprite_sheet"
+    wants_character = kind != "sprite_sheet" and has_characters
+    preview = is_preview or ref.sheet_is_preview
+    gate_character = wants_character and ref.character is not None and (not preview or gate_character_on_previews)
+    report = assess(image, size, thresholds, style=ref.style if gate_style else None,
+                    reference=ref.character if gate_character else None)
+    scores = dict(report.metrics)
+    notes = []
+    if not gate_style:
+        scores["style_distance"] = style_distance(image, ref.style)
+        notes.append("style distance reported, not gated: a reference sheet is mostly plain background")
+    if wants_character and not gate_character:
+        if ref.character is None:
+            notes.append("character similarity not measured: the sprite sheet looks blank")
+        else:
+            scores["character_similarity"] = character_similarity(image, ref.character)
+            notes.append("character similarity reported, not gated: preview renders draw storyboard tokens, "
+                          "not characters")
+    return Assessment(passed=report.passed, scores={k: round(float(v), 4) for k, v in scores.items()},
+                      failures=list(report.reasons), notes=notes)
+
+
+class AttemptSummary(BaseModel):
+    attempt: int
+    seed: int
+    image_sha256: str
+    cost_usd: float = 0.0
+    cache_hit: bool = False
+    passed: bool
+    failures: list[str] = Field(default_factory=list)
+
+
+class QualityVerdict(BaseModel):
+    """The gate's decision on the image a target has now, with the attempts that led to it."""
+
+    book_id: str
+    target: str  # sprite_sheet | hero_page | page-NNN (layout's target names)
+    passed: bool  # the automatic checks
+    accepted: bool  # passed, or a reviewer approved these exact bytes
+    image_sha256: str
+    image_key: str
+    provider: str
+    model: str
+    seed: int
+    scores: dict[str, float] = Field(default_factory=dict)
+    failures: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    attempts: list[AttemptSummary] = Field(default_factory=list)
+    winner: int = 1
+    stopped: str = ""  # why regeneration stopped early (budget), if it did
+    assessed_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def description(self) -> str:
+        state = "passed" if self.passed else ("approved by a reviewer over failed checks" if self.accepted
+                                             else "failed")
+        tried = f" (attempt {self.winner} of {len(self.attempts)})" if len(self.attempts) > 1 else ""
+        why = "; ".join(self.failures)
+        return f"{self.target} {state}{tried}" + (f": {why}" if why else "") + \
+            (f"; regeneration stopped: {self.stopped}" if self.stopped else "")
+
+    def summary(self) -> dict:
+        """Plain values for the check's metadata (the Dagster layer types the scores as floats)."""
+        return {"accepted": self.accepted, "failures": "; ".join(self.failures) or "none",
+                "notes": "; ".join(self.notes) or "none", "winning_attempt": self.winner,
+                "attempts": len(self.attempts), "image_sha256": self.image_sha256, "seed": self.seed,
+                "stopped": self.stopped or "no"}
+
+
+def save_verdict(store: ArtifactStore, verdict: QualityVerdict) -> None:
+    store.write_json(verdict_key(verdict.book_id, verdict.target), verdict.model_dump(mode="json"))
+
+
+def load_verdicts(store: ArtifactStore, book_id: str) -> dict[str, QualityVerdict]:
+    return {k.rsplit("/", 1)[-1].removesuffix(".json"): QualityVerdict.model_validate(store.read_json(k))
+            for k in store.list(verdicts_prefix(book_id)) if k.endswith(".json")}
+
+
+def gate_refused(store: ArtifactStore, book_id: str, target: str, image_sha256: str) -> QualityVerdict | None:
+    """The verdict that refused exactly these bytes of `target` (failed, not approved over the gate), if any."""
+    key = verdict_key(book_id, target)
+    if not store.exists(key):
+        return None
+    verdict = QualityVerdict.model_validate(store.read_json(key))
+    return verdict if not verdict.accepted and verdict.image_sha256 == image_sha256 else None
+
+
+def recheck_reference(store: ArtifactStore, styles_dir: Path, story: Story, target: str, thresholds: Thresholds,
+                      *, gate_character_on_previews: bool, approved_sha: str | None) -> QualityVerdict:
+    """The sprite sheet's or hero page's kept image judged again with a check's own thresholds.
+
+    The asset's own gate may have drawn several attempts for this image: that history is kept, with the kept
+    image's entry judged by these thresholds (they may differ from the asset's). `approved_sha`: the bytes a
+    reviewer approved for this target, if any.
+    """
+    record = load_record(store, story.book_id, target)
+    ref = quality_reference(store, styles_dir, story)
+    result = assess_image(store.read_bytes(record.image_key), ref, thresholds, kind=target,
+                          is_preview=record.is_preview, has_characters=True, size=(record.width, record.height),
+                          gate_character_on_previews=gate_character_on_previews)
+    earlier = load_verdicts(store, story.book_id).get(target)
+    kept = earlier is not None and earlier.image_sha256 == record.image_sha256
+    winner = earlier.winner if kept else 1
+    judged = AttemptSummary(attempt=winner, seed=record.seed, image_sha256=record.image_sha256,
+                            cost_usd=record.cost_usd, cache_hit=record.cache_hit, passed=result.passed,
+                            failures=result.failures)
+    attempts = [judged if a.attempt == winner else a for a in earlier.attempts] if kept else [judged]
+    verdict = QualityVerdict(
+        book_id=story.book_id, target=target, passed=result.passed,
+        accepted=result.passed or approved_sha == record.image_sha256,
+        image_sha256=record.image_sha256, image_key=record.image_key, provider=record.provider, model=record.model,
+        seed=record.seed, scores=result.scores, failures=result.failures, notes=result.notes,
+        attempts=attempts, winner=winner, stopped=earlier.stopped if kept else "")
+    save_verdict(store, verdict)
+    return verdict
