@@ -133,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     BenchProvider.latency_s = L
     BenchProvider.slots = threading.BoundedSemaphore(P) if args.mode == "shared" else None
 
-    from bookbug_assets.cli import materialize_book
+    from bookbug_assets.defs.book_runs import materialize_book
     from bookbug_assets.definitions import build_definitions
-    from bookbug_assets.resources import ImageProviders
+    from bookbug_assets.defs.resources import ImageProviders
     from bookbug_assets.stories import load_story_file
 
     root = Path(tempfile.mkdtemp(prefix="bookbug-backfill-"))

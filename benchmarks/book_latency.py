@@ -34,7 +34,7 @@ def render(root: Path, fake_url: str, concurrency: int, seed: int) -> float:
     os.environ.update({"REPLICATE_API_TOKEN": TOKEN, "BOOKBUG_PROVIDER": f"replicate:{MODEL}",
                        "BOOKBUG_REPLICATE_BASE_URL": fake_url, "BOOKBUG_MAX_CONCURRENCY": str(concurrency),
                        "BOOKBUG_POLL_INTERVAL_S": "0.25"})
-    from bookbug_assets.cli import materialize_book
+    from bookbug_assets.defs.book_runs import materialize_book
     from bookbug_assets.definitions import build_definitions
     from bookbug_assets.stories import load_story_file
 

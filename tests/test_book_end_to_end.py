@@ -5,7 +5,7 @@ import shutil
 import pytest
 from pypdf import PdfReader
 
-from bookbug_assets.cli import materialize_book
+from bookbug_assets.defs.book_runs import materialize_book
 from bookbug_assets.ledger import Ledger
 from bookbug_assets.stories import load_story_file
 from tests.conftest import EXAMPLE
@@ -67,7 +67,7 @@ def test_a_page_slot_past_the_end_of_the_book_fails_loudly(rendered, instance):
 
     defs, story, _ = rendered
     instance.add_dynamic_partitions("page_slots", ["013"])
-    from bookbug_assets.cli import _assets
+    from bookbug_assets.defs.book_runs import _assets
 
     result = dg.materialize(_assets(defs, "book_pages"), instance=instance, resources=dict(defs.resources),
                             partition_key=f"{story.book_id}|013", raise_on_error=False)
@@ -78,8 +78,8 @@ def test_a_page_slot_past_the_end_of_the_book_fails_loudly(rendered, instance):
 def test_a_page_rejected_in_review_is_never_printed_until_redrawn(rendered, workspace, instance):
     import dagster as dg
 
-    from bookbug_assets.cli import _assets
-    from bookbug_assets.sensors_review import apply_review_file
+    from bookbug_assets.defs.book_runs import _assets
+    from bookbug_assets.review import apply_review_file
 
     defs, story, _ = rendered
     review = workspace["root"] / f"{story.book_id}.yaml"
@@ -95,7 +95,7 @@ def test_book_pdf_refuses_pages_drawn_for_an_earlier_story(rendered, workspace, 
     import dagster as dg
     import yaml
 
-    from bookbug_assets.cli import _assets
+    from bookbug_assets.defs.book_runs import _assets
 
     defs, story, _ = rendered
     path = workspace["stories"] / EXAMPLE.name

@@ -13,12 +13,12 @@ import pytest
 import yaml
 from PIL import Image, ImageFilter, ImageOps
 
-from bookbug_assets.checks import (
-    QualityThresholds, assess_image, hero_page_quality, load_verdicts, quality_reference, sprite_sheet_quality,
-)
-from bookbug_assets.cli import _assets
+from bookbug_assets.defs.books.references import hero_page_quality, sprite_sheet_quality
+from bookbug_assets.defs.gate_config import QualityThresholds
+from bookbug_assets.quality.verdicts import assess_image, load_verdicts, quality_reference
+from bookbug_assets.defs.book_runs import _assets
 from bookbug_assets.ledger import Ledger
-from bookbug_assets.partitions import books_partitions, page_slots_partitions
+from bookbug_assets.defs.partitions import books_partitions, page_slots_partitions
 from bookbug_assets.providers.base import ImageProvider, JobOutput, ModelCapabilities
 from bookbug_assets.quality import synthetic as syn
 from bookbug_assets.stories import load_story_file
@@ -158,13 +158,13 @@ def test_metrics_fail_planted_bad_images_and_pass_good_ones(planted, defs_for, i
     story = write_story(planted, "metric-book", pages=1)
     assert render_references(defs, instance, story).success
     store = defs.resources["storage"].store()
-    ref = quality_reference(store, defs.resources["storage"], story)
+    ref = quality_reference(store, defs.resources["storage"].styles_path, story)
     t = QualityThresholds()
     verdicts = {}
     for mode in ("good", "blank", "blur", "wrong", "offpalette"):
         out = io.BytesIO()
         planted_image(mode, 1234, (512, 512)).save(out, format="PNG")
-        verdicts[mode] = assess_image(out.getvalue(), ref, t, kind="page", is_preview=False, has_characters=True)
+        verdicts[mode] = assess_image(out.getvalue(), ref, t.gate(), kind="page", is_preview=False, has_characters=True)
     assert verdicts["good"].passed, verdicts["good"]
     for mode in ("blank", "blur", "wrong", "offpalette"):
         assert not verdicts[mode].passed, (mode, verdicts[mode])

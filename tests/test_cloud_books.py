@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from bookbug_assets.cli import materialize_book
+from bookbug_assets.defs.book_runs import materialize_book
 from bookbug_assets.ledger import Ledger
 from bookbug_assets.stories import load_story_file
 from tests.conftest import EXAMPLE

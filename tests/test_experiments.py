@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from bookbug_assets.assets.experiments import CAPTION_H, CELL, HEADER_H, LABEL_W, provider_experiment
+from bookbug_assets.defs.experiments.assets import provider_experiment
+from bookbug_assets.experiment import CAPTION_H, CELL, HEADER_H, LABEL_W
 from bookbug_assets.ledger import Ledger
 from bookbug_assets.providers import registry
 from bookbug_assets.providers.base import ImageProvider, JobOutput, ModelCapabilities

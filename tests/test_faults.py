@@ -77,7 +77,7 @@ def _story(workspace):
 
 def _defs(workspace, storage, max_concurrency=4):
     from bookbug_assets.definitions import build_definitions
-    from bookbug_assets.resources import ImageProviders
+    from bookbug_assets.defs.resources import ImageProviders
 
     base = build_definitions(data_root=str(workspace["outputs"]), stories_dir=str(workspace["stories"]),
                              styles_dir=str(workspace["styles"]))
@@ -100,7 +100,7 @@ import dagster as dg
 from bookbug_assets.providers import registry
 registry.FAMILIES["fakepaid"] = "tests.test_faults:FakePaidProvider"
 registry.DEFAULT_MODELS["fakepaid"] = "fake-v1"
-from bookbug_assets.cli import materialize_book
+from bookbug_assets.defs.book_runs import materialize_book
 from bookbug_assets.definitions import build_definitions
 from bookbug_assets.stories import load_story_file
 defs = build_definitions(data_root={outputs!r}, stories_dir={stories!r}, styles_dir={styles!r})
@@ -198,8 +198,8 @@ class FlakyStore(LocalArtifactStore):
 
 
 def test_store_outage_fails_cleanly_and_a_rerun_completes_the_book(workspace, fakepaid, instance):
-    from bookbug_assets.cli import materialize_book
-    from bookbug_assets.resources import BookbugStorage
+    from bookbug_assets.defs.book_runs import materialize_book
+    from bookbug_assets.defs.resources import BookbugStorage
 
     class FlakyStorage(BookbugStorage):
         def store(self):
@@ -291,7 +291,7 @@ def malformed_story(draw) -> tuple[str, bytes]:
                                                                    HealthCheck.function_scoped_fixture])
 @given(files=st.lists(malformed_story(), min_size=10, max_size=10, unique_by=lambda f: f[0]))
 def test_1000_malformed_story_files_each_get_a_reason(tmp_path_factory, files):
-    from bookbug_assets.sensors import scan_story_folder
+    from bookbug_assets.intake import scan_story_folder
 
     folder = tmp_path_factory.mktemp("inbox")
     styles = REPO / "data" / "styles"
@@ -336,7 +336,7 @@ def test_hostile_keys_never_leave_the_data_root(tmp_path_factory, key):
 
 
 def test_symlinks_and_hostile_story_names_stay_inside(workspace, tmp_path):
-    from bookbug_assets.sensors import scan_story_folder, write_rejection
+    from bookbug_assets.intake import scan_story_folder, write_rejection
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -362,7 +362,7 @@ def test_symlinks_and_hostile_story_names_stay_inside(workspace, tmp_path):
 
 
 def test_a_hostile_partition_key_fails_without_writing(workspace, defs_for, instance):
-    from bookbug_assets.cli import _assets
+    from bookbug_assets.defs.book_runs import _assets
 
     defs = defs_for()
     instance.add_dynamic_partitions("books", ["..%2f..%2fetc"])
@@ -378,7 +378,7 @@ SECRET, FAL_SECRET = "r8_secretDoNotLeak0123456789abcdef", "fal-key-id:fal-secre
 
 
 def test_secrets_never_reach_logs_metadata_or_files(workspace, monkeypatch, tmp_path, capfd):
-    from bookbug_assets.cli import materialize_book
+    from bookbug_assets.defs.book_runs import materialize_book
     from bookbug_assets.definitions import build_definitions
 
     monkeypatch.setenv("REPLICATE_API_TOKEN", SECRET)

@@ -3,7 +3,8 @@
 import pytest
 import yaml
 
-from bookbug_assets.golden import baseline_key, compare, golden_books_job
+from bookbug_assets.defs.golden.jobs import golden_books_job
+from bookbug_assets.golden import baseline_key, compare
 from tests.conftest import EXAMPLE
 
 

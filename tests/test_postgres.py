@@ -99,7 +99,7 @@ def _postgres_storage(pg: dict) -> dict:
 
 
 def test_whole_book_on_a_postgres_instance(postgres, workspace, tmp_path):
-    from bookbug_assets.cli import materialize_book
+    from bookbug_assets.defs.book_runs import materialize_book
     from bookbug_assets.definitions import build_definitions
     from bookbug_assets.stories import load_story_file
 

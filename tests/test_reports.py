@@ -6,7 +6,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from bookbug_assets.assets.reports import REPORT_PARQUET, cost_report, cost_tables, estimate_book_cost
+from bookbug_assets.cost_report import REPORT_PARQUET, cost_tables
+from bookbug_assets.defs.ledger.assets import cost_report, estimate_book_cost
 from tests.test_checks import PlantedProvider, planted, render_pages, render_references, write_story  # noqa: F401
 
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from bookbug_assets.assets._shared import make_request
+from bookbug_assets.rendering import make_request
 from bookbug_assets.providers.base import ConfigurationError, ImageRequest, ModelCapabilities
-from bookbug_assets.resources import LocalGpuSettings
+from bookbug_assets.defs.resources import LocalGpuSettings
 from bookbug_assets.stories import load_story_file
 from tests.conftest import EXAMPLE
 

@@ -4,11 +4,12 @@ import dagster as dg
 import pytest
 from pypdf import PdfReader
 
-from bookbug_assets.cli import _assets
+from bookbug_assets.defs.book_runs import _assets
 from bookbug_assets.ledger import Ledger
 from bookbug_assets.pdf import PdfPage, PdfSpec, build_book_pdf
-from bookbug_assets.review import approval_status, load_state, state_key
-from bookbug_assets.sensors_review import build_review_sensor
+from bookbug_assets.layout import review_state_key as state_key
+from bookbug_assets.review import approval_status, load_state
+from bookbug_assets.defs.review.sensors import build_review_sensor
 from tests.test_checks import (  # noqa: F401 (planted is a fixture)
     PlantedProvider, planted, render_pages, render_references, write_story,
 )

@@ -20,7 +20,7 @@ import yaml
 pytest.importorskip("moto", reason="moto[server] is not installed (dev extra)")
 from dagster_aws.s3 import S3Resource  # noqa: E402
 
-from bookbug_assets.resources import BookbugStorage  # noqa: E402
+from bookbug_assets.defs.resources import BookbugStorage  # noqa: E402
 from bookbug_assets.storage import UnsafeKeyError  # noqa: E402
 from bookbug_assets.storage_s3 import S3ArtifactStore  # noqa: E402
 from tests.conftest import EXAMPLE  # noqa: E402
@@ -127,7 +127,7 @@ def test_s3_store_round_trip(s3, bucket, tmp_path):
 
 
 def test_whole_book_on_s3(s3, bucket, moto_endpoint, workspace, instance):
-    from bookbug_assets.cli import materialize_book
+    from bookbug_assets.defs.book_runs import materialize_book
     from bookbug_assets.definitions import build_definitions
     from bookbug_assets.ledger import Ledger
     from bookbug_assets.stories import load_story_file
@@ -184,7 +184,7 @@ def _story_bytes(**changes) -> bytes:
 
 @pytest.fixture
 def sensor_env(s3, bucket, workspace, defs_for, instance):
-    from bookbug_assets.sensors_s3 import build_s3_story_sensor
+    from bookbug_assets.defs.intake.s3_sensor import build_s3_story_sensor
 
     defs = defs_for()
     sensor = build_s3_story_sensor(bucket, "stories/")
@@ -282,7 +282,7 @@ def test_s3_sensor_catches_an_upload_in_the_same_second_as_the_mark(sensor_env, 
 
 
 def test_fetch_story_from_s3(s3, bucket, workspace):
-    from bookbug_assets.sensors_s3 import fetch_story_from_s3
+    from bookbug_assets.intake import fetch_story_from_s3
 
     client = s3.get_client()
     _upload(client, bucket, "pip.yaml", EXAMPLE.read_bytes())
@@ -293,7 +293,7 @@ def test_fetch_story_from_s3(s3, bucket, workspace):
     key, _, story = fetch_story_from_s3(client, bucket, "stories/", "pip-and-the-lantern", {"soft-meadow"},
                                         key_hint="stories/pip.yaml")
     assert key == "stories/pip.yaml" and len(story.pages) == 12
-    with pytest.raises(dg.Failure, match="no valid story"):
+    with pytest.raises(StoryNotFound, match="no valid story"):
         fetch_story_from_s3(client, bucket, "stories/", "missing-book", {"soft-meadow"})
 
 

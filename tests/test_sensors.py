@@ -6,7 +6,7 @@ import shutil
 import dagster as dg
 import yaml
 
-from bookbug_assets.sensors import story_folder_sensor
+from bookbug_assets.defs.intake.sensors import story_folder_sensor
 from tests.conftest import EXAMPLE
 
 

@@ -149,6 +149,21 @@ class JobGone(ProviderError):
     """A journaled job id the provider no longer knows; the caller submits afresh."""
 
 
+class JobFailed(ProviderError):
+    """The job ran and the provider reports that it failed (Replicate's status `failed`, a fal request that completed
+    with an error). The message carries the provider's own text; the attempt is a `failed` one, not a `timeout`.
+
+    `transient` only where the error itself says a new job may well succeed (interrupted, preempted, the service's
+    own "please retry"). Otherwise `retries` is how many new jobs, at most, are worth paying for: 1 for a generic
+    failure, which may have been the machine's; 0 for one the input caused.
+    """
+
+    def __init__(self, provider: str, message: str, *, transient: bool = False, retries: int = 0,
+                 status: int | None = None):
+        super().__init__(provider, message, transient=transient, status=status)
+        self.retries = retries
+
+
 class OutputNotCollected(ProviderError):
     """The job finished, so it is paid for, but its output could not be fetched before the deadline.
 
@@ -166,7 +181,7 @@ def collect_until(collect: Callable[[], JobOutput], end: float, poll_s: float, p
     while True:
         try:
             return collect()
-        except (SafetyRefusal, JobGone):
+        except (SafetyRefusal, JobGone, JobFailed):  # the job's own outcome: fetching again cannot change it
             raise
         except ProviderError as exc:
             if not exc.transient:

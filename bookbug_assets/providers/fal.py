@@ -20,6 +20,7 @@ import hashlib
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any, Callable
 
 import fal_client
@@ -42,6 +43,17 @@ log = logging.getLogger(__name__)
 
 CONTENT_POLICY = "content_policy_violation"
 _SEP = "|"
+# A request that ran and failed answers its result URL with one of fal's two error dialects
+# (https://fal.ai/docs/documentation/model-apis/errors, .../request-errors). Infrastructure failures (request errors,
+# typically 503/504: the runner could not be scheduled, disconnected, timed out) come after fal's queue has already
+# retried the request on new runners, and 5xx failures are not billed
+# (https://docs.fal.ai/model-apis/model-endpoints/reliability): a new request may well succeed. A model error says
+# whether retrying can help in its X-Fal-Retryable header; without one, a 5xx is a generic failure (worth one more
+# request) and a 4xx is the input's fault (worth none).
+_INFRA_ERRORS = frozenset({"request_timeout", "startup_timeout", "runner_scheduling_failure",
+                           "runner_connection_timeout", "runner_disconnected", "runner_connection_refused",
+                           "runner_connection_error", "runner_incomplete_response", "internal_error",
+                           "downstream_service_unavailable"})
 
 
 class _Rebase(httpx.BaseTransport):
@@ -83,7 +95,7 @@ class FalProvider(ImageProvider):
         self.upload_references = upload_references
         self._clean = Redactor(key)
         self._lock = threading.Lock()
-        self._uploads: dict[str, str] = {}
+        self._uploads: dict[str, Future[str]] = {}  # sha256 -> storage URL, shared by every page thread
         self._timeout = httpx.Timeout(timeout_s, connect=10.0)
         self._fal = fal_client.SyncClient(key=key, default_timeout=timeout_s)
         self._rebased = bool(base_url or rest_url)
@@ -165,8 +177,9 @@ class FalProvider(ImageProvider):
             if isinstance(status, Completed):
                 if status.error_type == "client_cancelled":
                     raise JobGone(self.name, f"request {request_id} was cancelled")
-                return collect_until(lambda: self._collect(handle, endpoint, request_id), end, self.poll_interval_s,
-                                     self.name, job_id)
+                failed = bool(status.error or status.error_type)  # its result URL answers with the failure
+                return collect_until(lambda: self._collect(handle, endpoint, request_id, failed), end,
+                                     self.poll_interval_s, self.name, job_id)
             if status is not None:
                 state = type(status).__name__
             remaining = end - time.monotonic()
@@ -178,7 +191,8 @@ class FalProvider(ImageProvider):
                 except ProviderError:
                     last = None
                 if isinstance(last, Completed) and last.error_type != "client_cancelled":
-                    return collect_until(lambda: self._collect(handle, endpoint, request_id),
+                    failed = bool(last.error or last.error_type)
+                    return collect_until(lambda: self._collect(handle, endpoint, request_id, failed),
                                          time.monotonic() + self.poll_interval_s * 3, self.poll_interval_s,
                                          self.name, job_id)
                 raise ProviderError(self.name, f"request {request_id} still {state} after {deadline_s:.0f}s; "
@@ -225,16 +239,30 @@ class FalProvider(ImageProvider):
         return args
 
     def _reference_url(self, data: bytes) -> str:
+        """A URL for these bytes; the first page thread to ask uploads them, the others wait for it."""
         mime = sniff_mime(data)
         if not self.upload_references:
             return fal_client.encode(data, mime)
         sha = hashlib.sha256(data).hexdigest()
         with self._lock:
-            if sha in self._uploads:
-                return self._uploads[sha]
-        url = self.upload(data, mime, f"ref-{sha[:16]}.{mime.rsplit('/', 1)[-1]}")
-        with self._lock:
-            self._uploads[sha] = url
+            pending = self._uploads.get(sha)
+            first = pending is None
+            if first:
+                pending = self._uploads[sha] = Future()
+        if not first:
+            try:
+                return pending.result()
+            except ProviderError as exc:  # the first thread's failure, raised as this thread's own
+                raise ProviderError(self.name, str(exc).partition(": ")[2], transient=exc.transient,
+                                    status=exc.status, retry_after_s=exc.retry_after_s) from None
+        try:
+            url = self.upload(data, mime, f"ref-{sha[:16]}.{mime.rsplit('/', 1)[-1]}")
+        except BaseException as exc:
+            with self._lock:
+                self._uploads.pop(sha, None)  # not remembered: the next page to need it tries again
+            pending.set_exception(exc)
+            raise
+        pending.set_result(url)
         return url
 
     def upload(self, data: bytes, content_type: str, file_name: str) -> str:
@@ -273,8 +301,10 @@ class FalProvider(ImageProvider):
 
     # --- outputs -------------------------------------------------------------------------------
 
-    def _collect(self, handle: Any, endpoint: str, request_id: str) -> JobOutput:
-        result = self._call(handle.get, f"result of {request_id}", job=True)
+    def _collect(self, handle: Any, endpoint: str, request_id: str, failed: bool = False) -> JobOutput:
+        # `failed`: the status said the request ended in an error, so an HTTP error here is that error, not a
+        # fetch to try again. A 4xx result is the request's outcome either way.
+        result = self._call(handle.get, f"result of {request_id}", job=True, failed=failed)
         if any(result.get("has_nsfw_concepts") or []):
             raise SafetyRefusal(self.name, "has_nsfw_concepts: the safety checker blanked the image")
         images = result.get("images") or []
@@ -310,19 +340,24 @@ class FalProvider(ImageProvider):
 
     # --- errors --------------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[], Any], what: str, job: bool = False) -> Any:
-        """Run one client call; turn whatever it raises into a typed, key-free ProviderError."""
+    def _call(self, fn: Callable[[], Any], what: str, job: bool = False, failed: bool | None = None) -> Any:
+        """Run one client call; turn whatever it raises into a typed, key-free ProviderError.
+
+        `failed` is set only for the result of a finished request: True where its status reported an error, so
+        that an HTTP error is how the request failed (JobFailed), not a fetch worth repeating.
+        """
         try:
             return fn()
         except FalClientHTTPError as exc:
-            raise self._http_error(exc, what, job) from None
+            raise self._http_error(exc, what, job, failed) from None
         except httpx.TimeoutException:
             raise ProviderError(self.name, f"{what}: timed out", transient=True) from None
         except httpx.HTTPError as exc:
             raise ProviderError(self.name, f"{what}: {type(exc).__name__}: {self._clean(exc)}",
                                 transient=True) from None
 
-    def _http_error(self, exc: FalClientHTTPError, what: str, job: bool) -> ProviderError:
+    def _http_error(self, exc: FalClientHTTPError, what: str, job: bool,
+                    failed: bool | None = None) -> ProviderError:
         status = exc.status_code
         entries = exc.message if isinstance(exc.message, list) else []
         detail = self._clean(_describe(exc.message))
@@ -333,6 +368,8 @@ class FalProvider(ImageProvider):
             return JobGone(self.name, f"{what}: not found", status=404)
         if job and exc.error_type == "client_cancelled":
             return JobGone(self.name, f"{what}: the request was cancelled", status=status)
+        if failed is not None and (failed or 400 <= status < 500):  # a result that is the request's failure
+            return _job_failure(self.name, f"{what}: HTTP {status}: {detail}", status, exc, entries)
         retry_after = None
         headers = {k.lower(): v for k, v in (exc.response_headers or {}).items()}
         if status == 429 and headers.get("retry-after"):
@@ -343,6 +380,18 @@ class FalProvider(ImageProvider):
         return ProviderError(self.name, f"{what}: HTTP {status}: {detail}",
                              transient=status in (408, 409, 429) or status >= 500, status=status,
                              retry_after_s=retry_after)
+
+
+def _job_failure(provider: str, message: str, status: int, exc: FalClientHTTPError, entries: list) -> JobFailed:
+    """How a request that ran has failed, from fal's error payload (see _INFRA_ERRORS)."""
+    headers = {k.lower(): v for k, v in (exc.response_headers or {}).items()}
+    retryable = str(headers.get("x-fal-retryable", "")).strip().lower()
+    kinds = {exc.error_type} | {e.get("type") for e in entries if isinstance(e, dict)}
+    if retryable in ("true", "1", "yes") or (retryable == "" and kinds & _INFRA_ERRORS):
+        return JobFailed(provider, message, transient=True, status=status)
+    if retryable in ("false", "0", "no") or status < 500:
+        return JobFailed(provider, message, retries=0, status=status)
+    return JobFailed(provider, message, retries=1, status=status)
 
 
 def _describe(message: Any) -> str:

@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import time
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, Callable
 
@@ -41,9 +42,15 @@ ReplicateValidationError = _client_pydantic.ValidationError  # the client's mode
 # Failure texts of the safety checkers (cog-flux, kontext, lucataco, Gemini E005, BFL moderation).
 SAFETY_TEXT = re.compile(r"nsfw|flagged as sensitive|\(E005\)|content polic|content_policy|moderat|safety",
                          re.IGNORECASE)
-# Failures that say nothing about the input: a new job may well succeed.
-TRANSIENT_TEXT = re.compile(r"interrupted|timed out|timeout|out of memory|please retry|internal (server )?error",
-                            re.IGNORECASE)
+# A failed prediction is one paid run (status "failed"; "canceled"/"aborted" are JobGone). Only where Replicate itself
+# says the run was cut short is a new one likely to fare better: "Prediction interrupted; please retry (code: PA)"
+# (a preempted worker) and E6716, a prediction that timed out before it started
+# (https://replicate.com/docs/reference/error-codes, https://replicate.com/docs/topics/predictions/lifecycle).
+# Every other failure is generic: cog's "Prediction failed for an unknown reason. It might have run out of memory?",
+# "CUDA out of memory", E1000 (unknown), E1001 (OOM killed: "reduce the size of your input"), a model's exception.
+# The same input may fail the same way again, so it is worth one more run, not five.
+TRANSIENT_FAILURE = re.compile(r"interrupted|preempt|please retry|\bE6716\b|timeout starting prediction",
+                               re.IGNORECASE)
 _THROTTLE_HINT = re.compile(r"~?(\d+(?:\.\d+)?)\s*s\b")
 _VERSION_REF = re.compile(r"^([\w.-]+)/([\w.-]+):([0-9a-f]{16,})$")
 
@@ -84,7 +91,8 @@ class ReplicateProvider(ImageProvider):
         self._lock = threading.Lock()
         self._versions: dict[str, str] = {}
         self._timeout_s = timeout_s
-        self._uploads: dict[str, str] = {}  # sha256 -> files API url, so a sprite sheet is sent once
+        # sha256 -> the files API url, shared by every page thread that needs it: a reference is sent once.
+        self._uploads: dict[str, Future[str]] = {}
         # base_url=None lets the client read REPLICATE_BASE_URL itself, as it always has.
         self._client = _BoundedClient(
             api_token=api_token, base_url=base_url,
@@ -262,17 +270,27 @@ class ReplicateProvider(ImageProvider):
         return {spec.lora_field: ref, "lora_scale": min(hi, max(lo, lora.scale))}
 
     def _upload(self, data: bytes) -> str:
+        """The files API url of these bytes; the first page thread to ask uploads them, the others wait for it."""
         sha = hashlib.sha256(data).hexdigest()
         with self._lock:
-            if sha in self._uploads:
-                return self._uploads[sha]
+            pending = self._uploads.get(sha)
+            first = pending is None
+            if first:
+                pending = self._uploads[sha] = Future()
+        if not first:
+            return _shared_result(pending)
         mime = sniff_mime(data)
         ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(mime, "bin")
-        uploaded = self._call(lambda: self._client.files.create(
-            io.BytesIO(data), filename=f"ref-{sha[:16]}.{ext}", content_type=mime), "upload reference")
-        url = uploaded.urls["get"]
-        with self._lock:
-            self._uploads[sha] = url
+        try:
+            uploaded = self._call(lambda: self._client.files.create(
+                io.BytesIO(data), filename=f"ref-{sha[:16]}.{ext}", content_type=mime), "upload reference")
+            url = uploaded.urls["get"]
+        except BaseException as exc:
+            with self._lock:
+                self._uploads.pop(sha, None)  # not remembered: the next page to need it tries again
+            pending.set_exception(exc)
+            raise
+        pending.set_result(url)
         return url
 
     def _version(self, model: str) -> str:
@@ -383,6 +401,18 @@ def _created_since(created_at: str | None, since: float) -> bool:
 
 
 def _classify_failure(error: str) -> ProviderError:
+    """A prediction whose status is "failed", by its `error` text (see TRANSIENT_FAILURE)."""
     if SAFETY_TEXT.search(error):
         return SafetyRefusal("replicate", error)
-    return ProviderError("replicate", f"prediction failed: {error}", transient=bool(TRANSIENT_TEXT.search(error)))
+    if TRANSIENT_FAILURE.search(error):
+        return JobFailed("replicate", f"prediction failed: {error}", transient=True)
+    return JobFailed("replicate", f"prediction failed: {error}", retries=1)
+
+
+def _shared_result(pending: Future) -> str:
+    """The result another thread's upload produced; its failure is raised here as a ProviderError of this thread's."""
+    try:
+        return pending.result()
+    except ProviderError as exc:
+        raise ProviderError(exc.provider, str(exc).partition(": ")[2], transient=exc.transient, status=exc.status,
+                            retry_after_s=exc.retry_after_s) from None

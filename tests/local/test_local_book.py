@@ -10,7 +10,7 @@ pytest.importorskip("peft")
 
 from pypdf import PdfReader  # noqa: E402
 
-from bookbug_assets.cli import materialize_book  # noqa: E402
+from bookbug_assets.defs.book_runs import materialize_book  # noqa: E402
 from bookbug_assets.ledger import Ledger  # noqa: E402
 from bookbug_assets.providers import _local_pipelines  # noqa: E402
 from bookbug_assets.stories import load_story_file  # noqa: E402
@@ -80,8 +80,8 @@ def test_switching_to_fp8_weights_draws_again_and_says_so(workspace, defs_for, i
     """A lossy setting is part of the cache key: turning it on must not serve the full-precision images."""
     import dagster as dg
 
-    from bookbug_assets.cli import _assets
-    from bookbug_assets.partitions import books_partitions
+    from bookbug_assets.defs.book_runs import _assets
+    from bookbug_assets.defs.partitions import books_partitions
 
     for name, value in LOCAL_ENV.items():
         monkeypatch.setenv(name, value)

@@ -8,7 +8,8 @@ pytest.importorskip("peft")
 
 import dagster as dg  # noqa: E402
 
-from bookbug_assets.training.local import LocalTrainingConfig, LocalTrainingResult, run_local_lora_training  # noqa: E402
+from bookbug_assets.defs.styles.local_training import run_local_lora_training
+from bookbug_assets.training.local import LocalTrainingConfig, LocalTrainingResult  # noqa: E402
 
 pytestmark = pytest.mark.local_gpu
 

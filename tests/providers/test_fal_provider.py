@@ -18,7 +18,7 @@ from bookbug_assets.providers.base import (
 )
 from bookbug_assets.providers.fal import FalProvider
 from bookbug_assets.providers.fal_models import FAL_MODELS
-from tests.fakes.fal_server import FakeFal
+from tests.fakes.fal_server import MODEL_CRASH, RUNNER_DISCONNECTED, FakeFal
 
 KEY = "fal-key-id-0001:fal-secret-for-tests-abcdef"
 
@@ -289,3 +289,125 @@ def test_a_flaky_output_download_is_retried_not_paid_again(fake, provider, monke
     failures = intercept(fake, monkeypatch, "GET", "/files/", 503, "upstream timeout", times=2)
     _, out = run(provider, request("fal-ai/flux-lora"))
     assert out.image and len(failures) == 2 and len(fake.submitted) == 1
+
+
+# --- issue 17: pay only for attempts that can change the outcome ---------------------------------------------------
+
+
+def _context(tmp_path, max_attempts=5, deadline_s=600.0):
+    from bookbug_assets.generation import GenerationContext, RetryPolicy
+    from bookbug_assets.ledger import Ledger
+    from bookbug_assets.storage import LocalArtifactStore
+
+    store = LocalArtifactStore(tmp_path)
+    return GenerationContext(store=store, ledger=Ledger(store), book_id="b", sleep=lambda s: None,
+                             retry=RetryPolicy(max_attempts=max_attempts, base_delay_s=0.01, deadline_s=deadline_s))
+
+
+def test_a_request_that_failed_is_a_failed_job_not_an_output_to_fetch_until_the_deadline(fake, provider, tmp_path):
+    import time
+
+    from bookbug_assets.generation import generate_image
+    from bookbug_assets.layout import journal_path
+
+    ctx = _context(tmp_path, deadline_s=3.0)
+    fake.fail_next_requests = [MODEL_CRASH] * 5
+    req = request("fal-ai/flux-lora")
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        generate_image(req, provider, ctx)
+    assert time.monotonic() - started < 2.5, "the failed request's result was fetched again until the deadline"
+    assert type(caught.value).__name__ == "JobFailed" and not caught.value.transient
+    assert len(fake.submitted) <= 2
+    paid = [r for r in ctx.ledger.rows("b") if r.job_id]
+    assert paid and all(r.status == "failed" and "Internal server error" in (r.error or "") for r in paid)
+    assert not ctx.store.exists(journal_path(req.cache_key()))  # nothing left for the next run to wait on again
+
+
+@pytest.mark.parametrize("failure,transient,retries", [(MODEL_CRASH, False, 1), (RUNNER_DISCONNECTED, True, None)])
+def test_a_failed_request_is_classified_by_fals_error_payload(fake, provider, failure, transient, retries):
+    from bookbug_assets.providers.base import JobFailed
+
+    fake.fail_next_requests = [failure]
+    with pytest.raises(JobFailed) as caught:
+        run(provider, request("fal-ai/flux-2"))
+    assert caught.value.transient is transient and caught.value.status == failure.status
+    if retries is not None:
+        assert caught.value.retries == retries
+
+
+def test_a_runner_that_disconnected_is_run_again(fake, provider, tmp_path):
+    from bookbug_assets.generation import generate_image
+
+    fake.fail_next_requests = [RUNNER_DISCONNECTED]  # infrastructure, after fal's own queue retries; 5xx is not billed
+    record = generate_image(request("fal-ai/flux-2"), provider, _context(tmp_path, deadline_s=5.0))
+    assert record.image_sha256 and len(fake.submitted) == 2
+
+
+@pytest.mark.parametrize("model,per_reference", [("fal-ai/flux-2", True), ("fal-ai/flux-pro/kontext", False)])
+def test_references_are_uploaded_once_however_many_pages_race_for_them(fake, provider, model, per_reference):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bookbug_assets.providers.replicate_models import stitch
+
+    fake.upload_latency_s = 0.3  # every page thread is past the cache check before the first upload is answered
+    references, data = refs(SPRITE, HERO)
+    with ThreadPoolExecutor(12) as pool:
+        jobs = list(pool.map(lambda seed: provider.submit(request(model, references=references, seed=seed), data),
+                             range(12)))
+    assert len(set(jobs)) == 12
+    expected = [SPRITE, HERO] if per_reference else [stitch([SPRITE, HERO])]
+    uploaded = sorted(u["sha256"] for u in fake.uploads)
+    assert uploaded == sorted(hashlib.sha256(b).hexdigest() for b in expected), "a reference was uploaded twice"
+
+
+def test_a_failed_reference_upload_is_not_remembered(fake, provider, monkeypatch):
+    from tests.fakes._http import intercept
+
+    failures = intercept(fake, monkeypatch, "POST", "/storage/upload/initiate", 503, "unavailable", times=1)
+    references, data = refs(SPRITE)
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(request("fal-ai/flux-pro/kontext", references=references), data)
+    assert caught.value.transient and len(failures) == 1
+    provider.submit(request("fal-ai/flux-pro/kontext", references=references), data)  # uploads afresh
+    assert len(fake.uploads) == 1 and len(fake.submitted) == 1
+
+
+@pytest.mark.parametrize("model,price", [("fal-ai/flux-lora", 0.035), ("fal-ai/flux/dev", 0.025),
+                                         ("fal-ai/flux-2", 0.012), ("fal-ai/flux-2/lora", 0.021),
+                                         ("fal-ai/flux-2-pro", 0.03)])
+def test_per_megapixel_prices_count_1024_squared_as_one_megapixel(fake, provider, tmp_path, model, price):
+    """fal: "rounded up to the nearest megapixel ... a 1024x1024 image will cost $0.05" (flux-2-flex pricing)."""
+    from bookbug_assets.generation import generate_image
+
+    lora = {"flux1": FLUX1_LORA, "flux2": FLUX2_LORA}.get(FAL_MODELS[model].caps.lora_family or "")
+    ctx = _context(tmp_path)
+    record = generate_image(request(model, width=1024, height=1024, lora=lora), provider, ctx)
+    (row,) = [r for r in ctx.ledger.rows("b") if r.status == "ok"]
+    assert record.cost_usd == row.cost_usd == pytest.approx(price)  # 1024*1024 px is 1 MP, not 1.05 rounded to 2
+
+
+def test_megapixels_are_counted_as_fal_counts_them(provider):
+    assert provider.cost_usd(request("fal-ai/flux-lora", width=1920, height=1080)) == 0.07  # 1.98 MP -> 2
+    assert provider.cost_usd(request("fal-ai/flux-lora", width=512, height=512)) == 0.035  # at least 1 MP
+    assert provider.cost_usd(request("fal-ai/flux-2-pro", width=2048, height=2048)) == 0.075  # $0.03 + 3 x $0.015
+
+
+def test_readme_book_prices_match_the_code(provider):
+    """README's fal table: each book is 14 images at 1024x1024, priced as cost_usd prices them."""
+    import re
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    section = text.split("#### fal", 1)[1].split("\n#", 1)[0]
+    checked = 0
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        model = re.fullmatch(r"`([^`]+)`(?: \(\+ `/edit`\))?(?: \(default\))?", cells[0]) if len(cells) >= 5 else None
+        book = re.fullmatch(r"\$(\d+\.\d+)", cells[4]) if model else None
+        if not book or model.group(1) not in FAL_MODELS:
+            continue
+        per_page = provider.cost_usd(request(model.group(1), width=1024, height=1024))
+        assert round(14 * per_page, 2) == pytest.approx(float(book.group(1))), model.group(1)
+        checked += 1
+    assert checked >= 9

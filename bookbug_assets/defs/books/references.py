@@ -109,5 +109,7 @@ def hero_page_quality(context: dg.AssetCheckExecutionContext, storage: BookbugSt
 
 @dg.definitions
 def reference_defs() -> dg.Definitions:
-    """The references run in the default provider's pool, read when the definitions load."""
-    return dg.Definitions(assets=build_reference_assets(generation_pool()))
+    """The references run in the default provider's pool, read when the definitions load. (A module with a
+    @dg.definitions loader contributes only what the loader returns: the checks are listed here too.)"""
+    return dg.Definitions(assets=build_reference_assets(generation_pool()),
+                          asset_checks=[sprite_sheet_quality, hero_page_quality])

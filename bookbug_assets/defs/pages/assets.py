@@ -105,7 +105,9 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
             cancelled = ctx.cancel_in_flight()  # the run is being terminated: stop paying for pages
             if cancelled:
                 context.log.warning(f"cancelled remote jobs: {', '.join(cancelled)}")
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Wait for the pages already drawing (their jobs were just cancelled, so they end soon): a thread left
+            # writing after the step has failed would race the rerun for the same files.
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
     if failures:
