@@ -28,7 +28,7 @@ from PIL import Image
 from bookbug_assets.layout import GenerationRecord, cache_key_path, journal_path
 from bookbug_assets.ledger import BudgetGuard, Ledger, LedgerRow
 from bookbug_assets.providers.base import (
-    ImageProvider, ImageRequest, JobGone, OutputNotCollected, ProviderError, SafetyRefusal,
+    ImageProvider, ImageRequest, JobFailed, JobGone, OutputNotCollected, ProviderError, SafetyRefusal,
 )
 from bookbug_assets.storage import ArtifactStore
 
@@ -167,6 +167,7 @@ class _Job:
     job_id: str | None = None
     attempt: int = 0
     reserved: bool = False
+    failed_retries: int = 0
 
     @property
     def what(self) -> str:
@@ -269,9 +270,14 @@ def _wait(job: _Job):
         # The job failed, timed out, was cancelled or its output expired (JobGone): it was created,
         # so it may have been billed; the ledger and the budget count it, and a new job is a new charge.
         ctx.store.delete(journal_path(job.key))
-        status = "lost" if isinstance(exc, JobGone) else "timeout" if exc.transient else "failed"
+        # A job the provider says failed (JobFailed) is `failed` with its text, and is worth a new paid job only
+        # `exc.retries` times unless its error says it is transient; only a real wait that ran out is `timeout`.
+        failed_job = isinstance(exc, JobFailed)
+        status = "lost" if isinstance(exc, JobGone) else "failed" if failed_job or not exc.transient else "timeout"
         ctx.ledger.append(job.row(status, job_id=job_id, cost_usd=job.price, error=str(exc), latency_s=elapsed()))
-        retryable = exc.transient or isinstance(exc, JobGone)
+        retryable = exc.transient or isinstance(exc, JobGone) or (failed_job and job.failed_retries < exc.retries)
+        if failed_job and not exc.transient:
+            job.failed_retries += 1
         if ctx.terminating or not retryable or job.attempt >= ctx.retry.max_attempts:
             raise
         ctx.logger.warning(f"{provider.name} job {job_id} ended without an image ({exc}); creating a new one")

@@ -282,7 +282,7 @@ def test_s3_sensor_catches_an_upload_in_the_same_second_as_the_mark(sensor_env, 
 
 
 def test_fetch_story_from_s3(s3, bucket, workspace):
-    from bookbug_assets.intake import fetch_story_from_s3
+    from bookbug_assets.intake import StoryNotFound, fetch_story_from_s3
 
     client = s3.get_client()
     _upload(client, bucket, "pip.yaml", EXAMPLE.read_bytes())

@@ -31,8 +31,8 @@ from fal_client.client import Completed
 
 from bookbug_assets.providers.base import (
     ProviderSettings,
-    ConfigurationError, ImageProvider, ImageRequest, JobGone, JobOutput, ModelCapabilities, ProviderError,
-    SafetyRefusal, collect_until,
+    ConfigurationError, ImageProvider, ImageRequest, JobFailed, JobGone, JobOutput, ModelCapabilities,
+    ProviderError, SafetyRefusal, collect_until,
 )
 from bookbug_assets.providers.fal_models import FAL_MODELS, FalModel
 from bookbug_assets.providers.replicate_models import (

@@ -3,6 +3,17 @@
 A model id is the endpoint a user names (`BOOKBUG_PROVIDER=fal:fal-ai/flux-2`); where fal splits
 text-to-image and editing into two endpoints, references route the request to the edit one.
 Prices from the provider reference (§4); the FLUX.2 schemas and prices are UNCONFIRMED there.
+
+Per-megapixel prices: fal counts megapixels of 1024 x 1024 px, "rounded up to the nearest megapixel. For example,
+a 1024x1024 image will cost $0.05, and a 1920x1080 image will cost $0.10 ($0.05 x 2 megapixels)"
+(https://fal.ai/models/fal-ai/flux-2-flex/llms.txt), so a 1024 x 1024 page is 1 MP (`megapixels`). Per-model
+sources are in the notes below. fal's FLUX.2 edit endpoints also bill the input images as megapixels ("Input images
+counted as processed megapixel", https://fal.ai/models/fal-ai/flux-2-max/edit/llms.txt; "$0.05 per megapixel on
+both input and output side", https://fal.ai/models/fal-ai/flux-2-flex/edit/llms.txt). For fal-ai/flux-2/edit and
+fal-ai/flux-2-pro/edit that is confirmed only by a third-party list
+(https://lumenfall.ai/models/black-forest-labs/flux.2-dev, .../flux.2-pro: "Each reference image is counted
+separately (minimum 1 MP each)"), and `cost_usd` does not count it: a page's references add at least 1 MP each
+there (UNCONFIRMED).
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ class FalModel:
     lora: bool = False  # takes loras=[{path, scale}]
     resolution: bool = False  # nano-banana's 1K/2K/4K tier
     fixed: dict = field(default_factory=dict)
-    per_mp: bool = False  # caps.price_usd is per output megapixel, rounded up
+    per_mp: bool = False  # caps.price_usd is per output megapixel (1024 x 1024 px), rounded up
     extra_mp_usd: float | None = None  # caps.price_usd covers the first megapixel, then this per MP
     price_4k: float | None = None
 
@@ -102,28 +113,34 @@ FAL_MODELS: dict[str, FalModel] = {
         FalModel(
             _caps("fal-ai/flux-kontext/dev", max_references=4, max_size=1568, price_usd=0.025,
                   notes=f"{_STITCHED}; without references fal-ai/flux/dev draws; $0.025 per megapixel "
-                        "(UNCONFIRMED)"),
+                        "(UNCONFIRMED: no fal page for this endpoint's price was found)"),
             refs="single", ref_field="image_url", t2i="fal-ai/flux/dev", size="resolution_mode",
             ratios=KONTEXT_DEV_RATIOS, per_mp=True, fixed=_PNG),
         FalModel(
             _caps("fal-ai/flux/dev", max_size=2048, price_usd=0.025,
-                  notes="FLUX.1 [dev] text-to-image; $0.025 per megapixel (UNCONFIRMED)"),
+                  notes="FLUX.1 [dev] text-to-image; $0.025 per megapixel (UNCONFIRMED: third-party lists only, "
+                        "e.g. https://www.workflowlab.dev/cost/flux-dev-fal, $0.025 at 1024x1024)"),
             per_mp=True, fixed=_PNG),
         FalModel(
             _caps("fal-ai/flux-lora", lora_family="flux1", max_size=2048, price_usd=0.035,
                   notes="loras=[{path, scale}] (diffusers_lora_file URL or any .safetensors URL); "
-                        "$0.035 per megapixel, rounded up"),
+                        "$0.035 per megapixel, rounded up (https://fal.ai/models/fal-ai/flux-lora/stream/llms.txt: "
+                        "\"$0.035 per megapixels\")"),
             lora=True, per_mp=True, fixed=_PNG),
         _flux2("fal-ai/flux-2", "fal-ai/flux-2/edit", 4, 0.012, None, True,
-               "FLUX.2 [dev]; references go to /edit (image_urls up to 4); $0.012 per megapixel"),
+               "FLUX.2 [dev]; references go to /edit (image_urls up to 4); $0.012 per megapixel (third-party: "
+               "https://lumenfall.ai/models/black-forest-labs/flux.2-dev; /edit bills input megapixels too)"),
         _flux2("fal-ai/flux-2/edit", "", 4, 0.012, None, True, "FLUX.2 [dev] edit, image_urls up to 4",
                t2i="fal-ai/flux-2"),
         FalModel(
             _caps("fal-ai/flux-2/lora", lora_family="flux2", max_size=2048, price_usd=0.021,
-                  notes="FLUX.2 LoRAs only; $0.021 per megapixel (schema UNCONFIRMED)"),
+                  notes="FLUX.2 LoRAs only; $0.021 per megapixel, x1.5 and up for LoRAs over 2 GB "
+                        "(https://fal.ai/models/fal-ai/flux-2/lora/llms.txt; schema UNCONFIRMED)"),
             lora=True, per_mp=True, fixed=_PNG),
         _flux2("fal-ai/flux-2-pro", "fal-ai/flux-2-pro/edit", 8, 0.03, 0.015, False,
-               "references go to /edit (image_urls up to 8); $0.03 first megapixel + $0.015 each further"),
+               "references go to /edit (image_urls up to 8); $0.03 first megapixel + $0.015 each further "
+               "(third-party: https://www.runflow.io/models/black-forest-labs/flux-2-pro, 1024x1024 = 1 MP = $0.030, "
+               "2048x2048 = 4 MP = $0.075; /edit bills input megapixels too)"),
         _flux2("fal-ai/flux-2-pro/edit", "", 8, 0.03, 0.015, False, "FLUX.2 [pro] edit, image_urls up to 8",
                t2i="fal-ai/flux-2-pro"),
     ]

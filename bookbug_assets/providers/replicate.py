@@ -28,8 +28,8 @@ from replicate.resource import pydantic as _client_pydantic
 
 from bookbug_assets.providers.base import (
     ProviderSettings,
-    ConfigurationError, ImageProvider, ImageRequest, JobGone, JobOutput, ModelCapabilities, ProviderError,
-    SafetyRefusal, collect_until,
+    ConfigurationError, ImageProvider, ImageRequest, JobFailed, JobGone, JobOutput, ModelCapabilities,
+    ProviderError, SafetyRefusal, collect_until,
 )
 from bookbug_assets.providers.replicate_models import (
     REPLICATE_MODELS, Redactor, ReplicateModel, fit_size, image_size_of, megapixels, nearest_ratio, ordered_refs,

@@ -3,6 +3,15 @@
 Each entry says which input fields the model takes (names differ from model to model and the API
 answers an unknown field with a 422), how its size is expressed, and what one image costs.
 Prices come from the provider reference; most are marked UNCONFIRMED there, so the notes say so.
+
+Per-megapixel prices count whole megapixels of 1024 x 1024 px, rounded up (`megapixels`), so a 1024 x 1024
+page is 1 MP. Sources: fal's pricing text for its FLUX.2 endpoints,
+https://fal.ai/models/fal-ai/flux-2-flex/llms.txt ("a 1024x1024 image will cost $0.05 ... a 1920x1080 image will
+cost $0.10 ($0.05 x 2 megapixels)"), and for Replicate's black-forest-labs/flux-2-pro a third-party price list
+only, https://lumenfall.ai/models/black-forest-labs/flux.2-pro ("1 megapixel = 1024x1024 pixels"; "Each reference
+image is counted separately (minimum 1 MP each)"). Replicate's own page for that model could not be checked, so its
+$0.015/MP stays UNCONFIRMED, and the megapixels of the input images, which that list says are billed too, are not
+in `cost_usd` (their sizes are not known when the price is reserved).
 """
 
 from __future__ import annotations
@@ -50,9 +59,17 @@ def fit_size(width: int, height: int, lo: int, hi: int, multiple: int = 16,
     return snap(w), snap(h)
 
 
+MEGAPIXEL = 1024 * 1024  # pixels: how fal and Replicate count the megapixels they bill
+
+
 def megapixels(width: int, height: int) -> int:
-    """Output megapixels rounded up, the unit per-MP prices are billed in."""
-    return max(1, math.ceil(width * height / 1_000_000))
+    """Output megapixels rounded up, at least one: the unit per-MP prices are billed in.
+
+    A megapixel is 1024 x 1024 pixels, not a million: fal's pricing says "rounded up to the nearest megapixel.
+    For example, a 1024x1024 image will cost $0.05, and a 1920x1080 image will cost $0.10 ($0.05 x 2 megapixels)"
+    (https://fal.ai/models/fal-ai/flux-2-flex/llms.txt); 1920x1080 is 2 MP only in 1024^2 units (1.98, not 2.07).
+    """
+    return max(1, math.ceil(width * height / MEGAPIXEL))
 
 
 def stitch(images: list[bytes], max_side: int = 2048, gutter: int = 16) -> bytes:
@@ -216,7 +233,8 @@ REPLICATE_MODELS: dict[str, ReplicateModel] = {
             fixed={"output_format": "png", "go_fast": False}),
         ReplicateModel(
             _caps("black-forest-labs/flux-2-pro", max_references=8, max_size=2048, price_usd=0.015,
-                  notes="input_images up to 8; $0.015 per output megapixel (UNCONFIRMED)"),
+                  notes="input_images up to 8; $0.015 per output megapixel of 1024x1024 px (UNCONFIRMED; "
+                        "input images may be billed as megapixels too, not counted here)"),
             refs="list", ref_field="input_images", size="custom", size_range=(256, 2048),
             price_per_mp=0.015, fixed={"output_format": "png", "safety_tolerance": 2}),
         ReplicateModel(

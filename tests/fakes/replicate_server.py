@@ -70,7 +70,7 @@ class FakeReplicate(JobsMixin, FakeHTTPServer):
         self.retry_after_s = 1
         self.refuse_prompts_containing: Any = []
         self.refuse_first_n = 0
-        self.fail_next_predictions: Any = []  # error texts, one per created prediction: it ends "failed" with it
+        self.fail_next_predictions: Any = []  # error texts, one per created prediction, which ends "failed"
         self.upload_latency_s = 0.0  # each POST /v1/files is held this long before it is stored
         self.output_ttl_s: Any = None
         self.crash_after_create: Any = 0  # int countdown (True == 1)

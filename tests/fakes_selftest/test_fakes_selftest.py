@@ -22,11 +22,13 @@ from PIL import Image
 from replicate.exceptions import ModelError, ReplicateError
 
 try:  # works whether or not tests/ is a package
-    from tests.fakes.fal_server import FAL_ENDPOINT_SCHEMAS, FakeFal
-    from tests.fakes.replicate_server import E005, REPLICATE_MODEL_SCHEMAS, FakeReplicate
+    from tests.fakes.fal_server import FAL_ENDPOINT_SCHEMAS, MODEL_CRASH, RUNNER_DISCONNECTED, FakeFal
+    from tests.fakes.replicate_server import (CUDA_OOM, E005, GENERIC_FAILURE, INTERRUPTED, REPLICATE_MODEL_SCHEMAS,
+                                              FakeReplicate)
 except ImportError:  # pragma: no cover
-    from fakes.fal_server import FAL_ENDPOINT_SCHEMAS, FakeFal
-    from fakes.replicate_server import E005, REPLICATE_MODEL_SCHEMAS, FakeReplicate
+    from fakes.fal_server import FAL_ENDPOINT_SCHEMAS, MODEL_CRASH, RUNNER_DISCONNECTED, FakeFal
+    from fakes.replicate_server import (CUDA_OOM, E005, GENERIC_FAILURE, INTERRUPTED, REPLICATE_MODEL_SCHEMAS,
+                                        FakeReplicate)
 
 IMG = "https://example.invalid/ref.png"
 
@@ -153,6 +155,21 @@ def test_replicate_refusals(rep):
     assert client.run("google/nano-banana-pro", input={"prompt": "kittens"}).endswith(".jpg")
 
 
+def test_replicate_failed_predictions(rep):
+    client = rep.client()
+    rep.fail_next_predictions = [GENERIC_FAILURE, CUDA_OOM, INTERRUPTED]
+    for text in (GENERIC_FAILURE, CUDA_OOM, INTERRUPTED):
+        with pytest.raises(ModelError) as err:
+            client.run("google/nano-banana-pro", input={"prompt": "kittens"})
+        assert str(err.value) == text and err.value.prediction.status == "failed"
+        assert f"Error: {text}" in client.predictions.get(err.value.prediction.id).logs
+    assert client.run("google/nano-banana-pro", input={"prompt": "kittens"}).endswith(".jpg")  # knob used up
+    rep.fail_next_predictions = {"black-forest-labs/flux-dev": [GENERIC_FAILURE]}  # per model
+    assert client.run("google/nano-banana-pro", input={"prompt": "kittens"})
+    with pytest.raises(ModelError, match="might have run out of memory"):
+        client.run("black-forest-labs/flux-dev", input={"prompt": "kittens"})
+
+
 def test_replicate_latency_cancel_and_crash(rep):
     client = rep.client()
     rep.latency_s = 0.3
@@ -197,6 +214,8 @@ def test_replicate_files_and_auth(rep, tmp_path):
     sent = rep.created_predictions[-1]["input"]["image_input"][0]
     assert sent.startswith(f"{rep.url}/v1/files/")
     assert len(rep.requests_to("POST", "/v1/files")) == 2
+    import hashlib
+    assert [u["sha256"] for u in rep.uploads] == [hashlib.sha256(b).hexdigest() for b in (b"hello", b"\x89PNG...")]
     bad = replicate.Client(api_token="wrong", base_url=rep.url)
     with pytest.raises(ReplicateError) as err:
         bad.models.get("google/nano-banana-pro")
@@ -304,6 +323,23 @@ def test_fal_injected_errors_and_crash(fal):
     assert [s["input"]["prompt"] for s in fal.submitted].count("dup") == 2  # a retried submit duplicates
 
 
+def test_fal_failed_requests(fal):
+    fal.fail_next_requests = [MODEL_CRASH, RUNNER_DISCONNECTED]
+    crash = fal_client.submit("fal-ai/flux-2", {"prompt": "x"})
+    status = crash.status()
+    assert type(status).__name__ == "Completed" and status.error_type == "internal_server_error"
+    with pytest.raises(fal_client.FalClientHTTPError) as err:
+        crash.get()
+    assert err.value.status_code == 500 and err.value.message[0]["type"] == "internal_server_error"
+    assert "x-fal-retryable" not in {k.lower() for k in err.value.response_headers}
+    with pytest.raises(fal_client.FalClientHTTPError) as err:  # the request error dialect
+        fal_client.subscribe("fal-ai/flux-2", {"prompt": "x"})
+    assert err.value.status_code == 503 and err.value.error_type == "runner_disconnected"
+    assert isinstance(err.value.message, str)
+    assert fal_client.subscribe("fal-ai/flux-2", {"prompt": "x"})["images"]  # knob used up
+    assert len(fal.submitted) == 3
+
+
 def test_fal_refusals(fal):
     fal.refuse_prompts_containing = ["monster"]
     with pytest.raises(fal_client.FalClientHTTPError) as err:
@@ -350,6 +386,8 @@ def test_fal_uploads(fal, tmp_path):
     via_storage = fal.client().upload(b"abc", "text/plain", file_name="a.txt", repository="fal")
     assert httpx.get(via_storage).content == b"abc"
     assert [u["via"] for u in fal.uploads] == ["cdn", "storage"]
+    import hashlib
+    assert [u["sha256"] for u in fal.uploads] == [hashlib.sha256(b).hexdigest() for b in (b"\x89PNG-upload", b"abc")]
     img_url = fal_client.upload_image(Image.new("RGB", (8, 8)))
     assert httpx.get(img_url).headers["content-type"] == "image/jpeg"
 
@@ -376,3 +414,18 @@ def test_fal_env_only_in_subprocess_with_tls():
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith(f"https://127.0.0.1:{server.port}/files/out/")
         assert len(server.submitted) == 1 and len(server.sync_runs) == 1
+
+
+def test_upload_latency_lets_concurrent_uploads_overlap(rep, fal):
+    from concurrent.futures import ThreadPoolExecutor
+
+    rep.upload_latency_s = fal.upload_latency_s = 0.3
+    client = rep.client()
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: client.files.create(io.BytesIO(b"ref %d" % i), filename=f"{i}.txt"), range(4)))
+    assert len(rep.uploads) == 4 and time.monotonic() - started < 0.9  # held side by side, not one after another
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: fal_client.upload(b"ref %d" % i, "text/plain", file_name=f"{i}.txt"), range(4)))
+    assert len(fal.uploads) == 4 and time.monotonic() - started < 0.9
