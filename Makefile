@@ -34,9 +34,16 @@ demo: $(VENV)/.base $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m bookbug_assets.cli demo
 
 test: $(VENV)/.test
+	$(VENV)/bin/dg check defs
 	$(PY) -m pytest -q
 
-test-fast: $(VENV)/.test
+# Without the [local] extra (no torch): the local-GPU tests skip.
+$(VENV)/.dev: $(VENV)/.base
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+test-fast: $(VENV)/.dev
+	$(VENV)/bin/dg check defs
 	$(PY) -m pytest -q -m "not slow and not local_gpu"
 
 ui: $(VENV)/.base $(DAGSTER_HOME)/dagster.yaml
