@@ -1,6 +1,6 @@
 """Print-ready picture-book PDF assembly (reportlab + Pillow).
 
-Conventions follow the shared landscape notes §5: every page is trim + bleed on all four sides
+Print-on-demand conventions: every page is trim + bleed on all four sides
 (IngramSpark/Lulu style), text stays >= 0.5 in inside the trim, images are embedded at >= 300 ppi
 effective and fonts are embedded (subset TrueType).
 """
@@ -182,7 +182,7 @@ def _render_image(path: Path, geom: _Geom, panels: list[_Panel]) -> tuple[bytes,
 
 
 def _draw_text(c: Canvas, geom: _Geom, panel: _Panel, y0: float) -> None:
-    # 100% K rather than RGB black: RGB black text prints light/muddy on IngramSpark (landscape §5.3)
+    # 100% K rather than RGB black: RGB black text prints light/muddy on IngramSpark
     c.setFillColorCMYK(0, 0, 0, 1)
     cx = (geom.safe[0] + geom.safe[2]) / 2
     top = y0 + panel.height - panel.pad

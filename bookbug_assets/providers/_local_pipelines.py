@@ -21,7 +21,7 @@ from bookbug_assets.providers.local_options import (  # noqa: F401 - the names l
 _DIFFUSERS_BACKEND = {"native": "native", "flash": "_native_flash", "efficient": "_native_efficient",
                       "math": "_native_math", "cudnn": "_native_cudnn"}
 
-# FLUX.1-dev's transformer shape (reference §2.4: 11.9 B parameters); used by the GPU benchmark.
+# FLUX.1-dev's transformer shape: 11.9 B parameters; used by the GPU benchmark.
 FLUX_DEV_TRANSFORMER_CONFIG: dict[str, Any] = dict(
     patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
     num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
@@ -61,7 +61,7 @@ def resolve_attention_backend(backend: str, device: str, dtype: str, *, training
     if backend not in ATTENTION_BACKENDS:
         raise ValueError(f"attention_backend must be one of {ATTENTION_BACKENDS}, not {backend!r}")
     if backend == "cudnn" and training:
-        raise ValueError("cuDNN attention is for inference only: its backward pass crashes (reference §3.6)")
+        raise ValueError("cuDNN attention is for inference only: its backward pass crashes")
     if backend != "auto":
         return backend
     if not device.startswith("cuda"):
@@ -222,7 +222,7 @@ def check_speed_options(spec: PipelineSpec, capability: tuple[int, int] | None =
 
 
 def quantize_denoiser(denoiser: Any, mode: str, device: str) -> None:
-    """torchao fp8 on the denoiser's linear layers, in place (reference §3.5: lossy, like any fp8)."""
+    """torchao fp8 on the denoiser's linear layers, in place: lossy, like any fp8."""
     if mode == "none":
         return
     from torchao.quantization import (
@@ -252,7 +252,7 @@ def _fp8_friendly_linear(module: Any, fqn: str) -> bool:
 def enable_step_cache(denoiser: Any, threshold: float) -> None:
     """First Block Cache: skip the remaining blocks on steps whose first-block residual barely changed.
 
-    Lossy (reference §3.5: 2-3.5x published at some quality cost); `threshold` ~0.05-0.12 for FLUX.1-dev.
+    Lossy: 2-3.5x published at some quality cost; `threshold` ~0.05-0.12 for FLUX.1-dev.
     """
     from diffusers import FirstBlockCacheConfig
 

@@ -1,4 +1,4 @@
-"""Tiny random FLUX.1 and SDXL components, built offline (reference §2): tokenizers from in-memory vocabularies.
+"""Tiny random FLUX.1 and SDXL components, built offline: tokenizers from in-memory vocabularies.
 
 For tests, CI and the benchmark's smoke run: no download, no files, a 64x64 image in well under a second on a CPU.
 """

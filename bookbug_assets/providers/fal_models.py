@@ -2,7 +2,7 @@
 
 A model id is the endpoint a user names (`BOOKBUG_PROVIDER=fal:fal-ai/flux-2`); where fal splits
 text-to-image and editing into two endpoints, references route the request to the edit one.
-Prices from the provider reference (§4); the FLUX.2 schemas and prices are UNCONFIRMED there.
+Prices: the FLUX.2 schemas and prices are UNCONFIRMED there.
 
 Per-megapixel prices: fal counts megapixels of 1024 x 1024 px, "rounded up to the nearest megapixel. For example,
 a 1024x1024 image will cost $0.05, and a 1920x1080 image will cost $0.10 ($0.05 x 2 megapixels)"

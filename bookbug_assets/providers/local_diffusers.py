@@ -236,7 +236,7 @@ class LocalDiffusersProvider(ImageProvider):
         else:
             kwargs["max_sequence_length"] = self._max_sequence_length
         if entry.kind == "flux_kontext":
-            # Without max_area Kontext rescales the output to 1024x1024 whatever was asked (reference §1.1).
+            # Without max_area Kontext rescales the output to 1024x1024 whatever was asked.
             kwargs.update(max_area=width * height, _auto_resize=False,
                           image=self._reference_image(request, reference_bytes, width * height, multiple))
         # FluxPipeline names a cache context around each transformer call; FluxKontextPipeline (diffusers 0.42)
@@ -275,7 +275,7 @@ class LocalDiffusersProvider(ImageProvider):
         height = max(im.height for im in images)
         joined = images[0] if len(images) == 1 else stitch_side_by_side(images, height)
         # Bounded by the output's area: a stitched strip of three 1024px sheets would otherwise triple the
-        # reference tokens (and Kontext's cost grows with them, reference §3.4).
+        # reference tokens (and Kontext's cost grows with them).
         return fit_to_area(joined, max_area, multiple)
 
     # -- LoRA -----------------------------------------------------------------------------------

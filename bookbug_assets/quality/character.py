@@ -1,6 +1,6 @@
 """Weight-free character consistency: is the character on this page the one on the model sheet?
 
-No CLIP/DINO weights can be installed offline (research notes §5.2), so this is
+No CLIP/DINO weights can be installed offline, so this is
 colour-indexing machinery from before deep features:
 
 1. The reference sheet's background is the colour of its border; what differs

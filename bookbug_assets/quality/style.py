@@ -1,6 +1,6 @@
 """Weight-free style consistency: does a page use the book's colour scheme?
 
-Research notes (local-gpu-and-quality.md §5.3) found that Lab palettes and Lab
+Research notes found that Lab palettes and Lab
 histograms track the colour scheme of an illustration (warm vs cool palettes
 separate by ~33 dE) while structure measures do not, so a style profile here is
 a palette plus a histogram, built from pages or reference art already accepted.

@@ -22,7 +22,7 @@ from bookbug_assets.training.base import LoraTrainer, TrainedLora, safetensors_r
 log = logging.getLogger(__name__)
 
 TRAINER_MODEL = "ostris/flux-dev-lora-trainer"
-# H100 per-second rate (UNCONFIRMED, providers.md §1.6); about $1.5-2 per 1000 steps.
+# H100 per-second rate (UNCONFIRMED: no public pricing page found); about $1.5-2 per 1000 steps.
 H100_USD_PER_S = 0.001528
 USD_PER_STEP_ESTIMATE = 0.002
 WEIGHTS_IN_TAR = "output/flux_train_replicate/lora.safetensors"

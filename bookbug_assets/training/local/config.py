@@ -15,7 +15,7 @@ DEFAULT_TARGETS = (
 
 class LocalTrainingConfig(BaseModel):
     """A FLUX.1-dev LoRA run. Defaults follow ai-toolkit's 24 GB FLUX example and diffusers' dreambooth script
-    (rank 16 = alpha, lr 1e-4, AdamW, 5 % caption dropout, logit-normal timesteps), reference §1.3 and §4.1."""
+    (rank 16 = alpha, lr 1e-4, AdamW, 5 % caption dropout, logit-normal timesteps), the published FLUX LoRA recipes."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -42,7 +42,7 @@ class LocalTrainingConfig(BaseModel):
     # fp8 base weights (torchao), like kohya's --fp8_base: the frozen FLUX.1-dev transformer takes ~12 GB instead of
     # 24, so r16 training fits a 24 GB card with checkpointing. Lossy for the base, the LoRA itself stays fp32.
     quantize_base: Literal["none", "fp8-weight"] = "none"
-    # Never cuDNN: its SDPA backward crashed on an H200 (reference §3.6).
+    # Never cuDNN: its SDPA backward crashed on an H200.
     attention_backend: Literal["auto", "flash", "efficient", "math", "native"] = "auto"
     max_sequence_length: int = Field(512, ge=8, le=512)
     device: str = "auto"

@@ -44,7 +44,7 @@ def sdpa_without_cudnn():
     """Let SDPA pick among flash, memory-efficient and math only.
 
     PyTorch's cuDNN attention crashed in the backward pass (illegal memory access) on an H200 with a
-    FLUX.1-sized model (reference notes §3.6). The flags are global, so they also hold in the autograd
+    FLUX.1-sized model (seen in this project's H200 runs). The flags are global, so they also hold in the autograd
     thread where gradient checkpointing recomputes the forward.
     """
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -204,8 +204,8 @@ def save_lora_file(transformer: Any, path: str, *, dtype: str = "bfloat16", adap
     """Write diffusers-format LoRA safetensors (`transformer.` key prefix) and return its sha256.
 
     The header carries `lora_adapter_metadata` (the flattened peft LoraConfig, as diffusers'
-    save_lora_weights writes it): without it a reload loses alpha/rank (reference §1.3). diffusers-format
-    keys also load in ComfyUI (reference §1.4). Saved from the adapter alone, never via save_pretrained
+    save_lora_weights writes it): without it a reload loses alpha/rank. diffusers-format
+    keys also load in ComfyUI. Saved from the adapter alone, never via save_pretrained
     of the adapted model, which would write base_layer keys that reload with re-initialised weights.
     """
     import torch
