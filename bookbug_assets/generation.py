@@ -8,9 +8,13 @@ generate_image(request) -> GenerationRecord:
      its id *before* waiting;
   4. wait with a client-side deadline, download the output at once, store it by content hash
      (atomic write), record the cache entry and a ledger row, clear the journal;
-  5. a safety refusal retries with a new seed, then a softened prompt, then fails with the
-     provider's reason.
-If the step is interrupted (run terminated) while waiting, the remote job is cancelled.
+  5. a safety refusal retries with something the model reads changed (a new seed where the model takes one, then a
+     softened prompt), then fails with the provider's reason;
+  6. a request refused to the end, or failed because of its input, is remembered by its hash: a rerun does not
+     send it again (it needs a change, or `retry_refused`), and says so.
+Every create waits its turn on the provider account's shared rate limiter (providers/rate_limit.py); a 429 is
+not one of the image's attempts. If the step is interrupted (run terminated) while waiting, the remote job is
+cancelled and its thread stops waiting at once.
 """
 
 from __future__ import annotations
@@ -28,14 +32,14 @@ from PIL import Image
 from bookbug_assets.layout import GenerationRecord, cache_key_path, journal_path
 from bookbug_assets.ledger import BudgetGuard, Ledger, LedgerRow
 from bookbug_assets.providers.base import (
-    ImageProvider, ImageRequest, JobFailed, JobGone, OutputNotCollected, ProviderError, SafetyRefusal,
+    ImageProvider, ImageRequest, JobFailed, JobGone, OutputNotCollected, ProviderError, ResultUnobtainable,
+    SafetyRefusal, WaitStopped,
 )
+from bookbug_assets.providers.rate_limit import shared_limiter
+from bookbug_assets.refusals import refusal_tries, remember_outcome, remembered_outcome
 from bookbug_assets.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
-
-SOFTENING = ("gentle, wholesome children's picture-book illustration, friendly and safe for all ages; ")
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -62,6 +66,7 @@ class GenerationContext:
     run_id: str = ""
     book_id: str = ""
     asset: str = ""
+    retry_refused: bool = False  # send requests again that the provider refused or failed for their input
     logger: logging.Logger | logging.LoggerAdapter = log
     sleep: callable = time.sleep
     _in_flight: dict[str, ImageProvider] = field(default_factory=dict)
@@ -79,6 +84,7 @@ class GenerationContext:
             jobs = list(self._in_flight.items())
             self._in_flight.clear()
         for job_id, provider in jobs:
+            provider.stop_waiting(job_id)  # a job that already finished ignores the cancel; its thread must not
             try:
                 provider.cancel(job_id)
             except Exception as exc:  # noqa: BLE001 - best effort while shutting down
@@ -112,39 +118,45 @@ def cached_record(store: ArtifactStore, request: ImageRequest) -> GenerationReco
 
 
 def generate_image(request: ImageRequest, provider: ImageProvider, ctx: GenerationContext,
-                   reference_bytes: dict[str, bytes] | None = None, partition: str = "") -> GenerationRecord:
-    """Return the image for `request`, paying for it at most once."""
+                   reference_bytes: dict[str, bytes] | None = None, partition: str = "",
+                   change: str = "") -> GenerationRecord:
+    """Return the image for `request`, paying for it at most once. `change` says, for the ledger, what this
+    request changed against the image's first attempt (the quality gate's redraws)."""
     original_key = request.cache_key()
+    what = request.label or request.kind
     hit = cached_record(ctx.store, request)
     if hit is not None:
         ctx.ledger.append(ledger_row(ctx, request, "cached", partition, cache_hit=True, image_sha256=hit.image_sha256,
-                               version=hit.version, job_id=hit.job_id))
+                                     version=hit.version, job_id=hit.job_id, change=change))
         return hit.model_copy(update={"cache_hit": True, "cost_usd": 0.0})
+    skipped = remembered_outcome(ctx.store, request, ctx.retry_refused)
+    if skipped is not None:
+        ctx.ledger.append(ledger_row(ctx, request, "skipped", partition, error=skipped, change=change))
+        raise GenerationFailed(skipped)
 
     refs = reference_bytes if reference_bytes is not None else {
         ref.sha256: ctx.store.read_bytes(ref.key) for ref in request.references}
     refusals: list[str] = []
-    attempt_request = request
-    seeds_matter = provider.capabilities(request.model).seed_deterministic
-    for refusal_round in range(ctx.retry.refusal_retries + 1):
+    tries = refusal_tries(request, provider.capabilities(request.model).seed_deterministic,
+                          ctx.retry.refusal_retries)
+    for n, (attempt_request, tried) in enumerate(tries, 1):
         try:
-            record = _generate_once(attempt_request, provider, ctx, refs, partition, refusals)
+            record = _generate_once(attempt_request, provider, ctx, refs, partition, refusals,
+                                    "; ".join(c for c in (change, tried) if c))
             break
         except SafetyRefusal as refusal:
             refusals.append(refusal.reason)
-            ctx.logger.warning(f"{provider.name}:{request.model} refused {request.label or request.kind} "
-                               f"(seed {attempt_request.seed}): {refusal.reason}")
-            if refusal_round == ctx.retry.refusal_retries:
-                raise GenerationFailed(
-                    f"{provider.name}:{request.model} refused {request.label or request.kind} "
-                    f"{len(refusals)} times (new seed, then a softened prompt); last reason: {refusal.reason}"
-                ) from None
-            update = {"seed": (attempt_request.seed * 7919 + 104729) % 2**32}
-            # A model that ignores seeds (Replicate's nano-banana-pro takes none) would get the same input
-            # again and refuse it again, for a price: soften the prompt straight away.
-            if refusal_round >= 1 or not seeds_matter:
-                update["prompt"] = SOFTENING + request.prompt
-            attempt_request = attempt_request.model_copy(update=update)
+            ctx.logger.warning(f"{provider.name}:{request.model} refused {what} (seed {attempt_request.seed}): "
+                               f"{refusal.reason}")
+            if n == len(tries):
+                message = (f"{provider.name}:{request.model} refused {what} {n} times (as asked"
+                           f"{''.join(', ' + c for _, c in tries[1:])}); last reason: {refusal.reason}")
+                remember_outcome(ctx.store, original_key, "refused", message, ctx.run_id)
+                raise GenerationFailed(message) from None
+        except JobFailed as exc:
+            if not exc.transient and not isinstance(exc, ResultUnobtainable):  # the input's fault, or twice failed
+                remember_outcome(ctx.store, original_key, "failed", f"{what}: {exc}", ctx.run_id)
+            raise
 
     if attempt_request is not request:
         # A rerun of the original request must find the image instead of paying for refusals again.
@@ -168,17 +180,19 @@ class _Job:
     attempt: int = 0
     reserved: bool = False
     failed_retries: int = 0
+    change: str = ""
 
     @property
     def what(self) -> str:
         return self.request.label or self.request.kind
 
     def row(self, status: str, **kw) -> LedgerRow:
-        return ledger_row(self.ctx, self.request, status, self.partition, attempt=self.attempt, **kw)
+        return ledger_row(self.ctx, self.request, status, self.partition, attempt=self.attempt, change=self.change,
+                          **kw)
 
 
 def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: GenerationContext,
-                   refs: dict[str, bytes], partition: str, refusals: list[str]) -> GenerationRecord:
+                   refs: dict[str, bytes], partition: str, refusals: list[str], change: str) -> GenerationRecord:
     """One request to one image: resume, reserve, submit and journal, wait, collect, record."""
     hit = cached_record(ctx.store, request)
     if hit is not None:
@@ -186,7 +200,7 @@ def _generate_once(request: ImageRequest, provider: ImageProvider, ctx: Generati
     provider.validate(request)
     key = request.cache_key()
     job = _Job(request, provider, ctx, partition, key, provider.cost_usd(request), random.Random(key),
-               time.monotonic())
+               time.monotonic(), change=change)
     _resume(job)  # 1. a job an earlier run created (and was billed for) is collected, never created again
     while True:
         job.attempt += 1
@@ -217,20 +231,33 @@ def _reserve(job: _Job) -> None:
 def _submit_and_journal(job: _Job, refs: dict[str, bytes]) -> bool:
     """Create the job and journal its id; False when the create should be retried after the backoff slept."""
     ctx, provider = job.ctx, job.provider
+    limiter = shared_limiter(provider.rate_account())
+    try:
+        limiter.acquire(ctx._terminating, latest=job.started + ctx.retry.deadline_s)
+    except InterruptedError:
+        raise RunStopping(f"{job.what}: the run is stopping; no new job started") from None
+    except TimeoutError as exc:
+        _give_up_create(job, f"{provider.name}: {exc}")
+        raise GenerationFailed(f"{job.what}: {provider.name}: {exc}") from None
     try:
         job.job_id = provider.submit(job.request, refs)
     except ProviderError as exc:
+        if exc.status == 429:
+            # Not billed and not this image's fault: every thread waits the server's hint, the attempt is not used up.
+            wait_s = limiter.throttled(exc.retry_after_s)
+            ctx.logger.info(f"{provider.name} rate limit reached; every create waits {wait_s:.0f}s")
+            job.attempt -= 1
+            return False
         job.job_id = _find_lost_job(provider, job.request, exc, ctx)
         if job.job_id is None:
             if not exc.transient or job.attempt >= ctx.retry.max_attempts:
-                if job.reserved:
-                    ctx.budget.release(job.price)
-                ctx.ledger.append(job.row("failed", error=str(exc)))
+                _give_up_create(job, str(exc))
                 raise
             wait_s = ctx.retry.delay(job.attempt, exc.retry_after_s, job.rng)
             ctx.logger.info(f"{provider.name} busy ({exc.status or 'error'}); retrying create in {wait_s:.1f}s")
             ctx.sleep(wait_s)
             return False
+    limiter.accepted()
     try:
         ctx.store.write_json(journal_path(job.key), {
             "job_id": job.job_id, "provider": provider.name, "model": job.request.model,
@@ -240,6 +267,14 @@ def _submit_and_journal(job: _Job, refs: dict[str, bytes]) -> bool:
         provider.cancel(job.job_id)
         raise
     return True
+
+
+def _give_up_create(job: _Job, error: str) -> None:
+    """No job was created: nothing was paid; the reservation goes back to the budget."""
+    if job.reserved:
+        job.ctx.budget.release(job.price)
+        job.reserved = False
+    job.ctx.ledger.append(job.row("failed", error=error))
 
 
 def _wait(job: _Job):
@@ -257,6 +292,9 @@ def _wait(job: _Job):
     elapsed = lambda: time.monotonic() - job.started  # noqa: E731
     try:
         return provider.wait(job_id, job.request, ctx.retry.deadline_s)
+    except WaitStopped as exc:
+        # The run is stopping: the job stays journaled, so a rerun collects it if it finished after all.
+        raise RunStopping(f"{job.what}: {exc}") from None
     except SafetyRefusal as exc:
         ctx.store.delete(journal_path(job.key))
         ctx.ledger.append(job.row("refused", job_id=job_id, cost_usd=job.price, error=exc.reason,

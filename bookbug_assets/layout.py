@@ -14,6 +14,9 @@ maps to. Keeping the three uses on one spelling is what lets an unreviewed book 
     books/<book>/<book>.pdf                 the reading / print PDF; provenance.json beside it
     styles/<style>/dataset.json | lora.json | quality_profile-<hash>.json | trained/<job>.json
     cache/<k[:2]>/<k>.json, journal/<k>.json   generation's content-hash cache and its job journal
+    cache/outcomes/<k[:2]>/<k>.json         a request refused (or failed for its input): not paid for again
+    cache/uploads/<account>/<sha>.json      a reference's upload URL and expiry on a provider's file storage
+    cache/judge/<k[:2]>/<k>.json            a judge's verdict on an image (judge_cache_key)
 """
 
 from __future__ import annotations
@@ -132,6 +135,25 @@ def cache_key_path(request_key: str) -> str:
 
 def journal_path(request_key: str) -> str:
     return f"journal/{request_key}.json"
+
+
+def upload_record_path(account: str, sha256: str) -> str:
+    """Where a reference uploaded to a provider's file storage is remembered (its URL and expiry), so the hero
+    page's run and the pages' run, separate processes, upload each reference once per book."""
+    return f"cache/uploads/{account.replace(':', '-')}/{sha256}.json"
+
+
+def judge_cache_key(image_sha256: str, reference_shas: list[str], prompt_sha256: str, judge_version: str,
+                    model: str) -> str:
+    """Where a judge's verdict on exactly these bytes, references, prompt, prompt version and model is kept."""
+    parts = [image_sha256, *sorted(reference_shas), prompt_sha256, judge_version, model]
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return f"cache/judge/{digest[:2]}/{digest}.json"
+
+
+def outcome_path(request_key: str) -> str:
+    """A request the provider refused, or failed because of its input: remembered so a rerun does not pay again."""
+    return f"cache/outcomes/{request_key[:2]}/{request_key}.json"
 
 
 # --- records ------------------------------------------------------------------------------------------------

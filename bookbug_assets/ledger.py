@@ -36,7 +36,7 @@ class LedgerRow(BaseModel):
     request_key: str
     job_id: str | None = None
     image_sha256: str | None = None
-    status: str  # ok | cached | refused | timeout | failed | budget_stop
+    status: str  # ok | cached | refused | timeout | failed | lost | budget_stop | skipped (remembered refusal)
     cache_hit: bool = False
     cost_usd: float = 0.0
     latency_s: float = 0.0
@@ -47,6 +47,7 @@ class LedgerRow(BaseModel):
     width: int = 0
     height: int = 0
     error: str | None = None
+    change: str = ""  # what this attempt changed against the image's first ("" for the first): no paid repeat
 
 
 LEDGER_SCHEMA = {
@@ -55,7 +56,7 @@ LEDGER_SCHEMA = {
     "seed": pl.Int64, "request_key": pl.Utf8, "job_id": pl.Utf8, "image_sha256": pl.Utf8,
     "status": pl.Utf8, "cache_hit": pl.Boolean, "cost_usd": pl.Float64, "latency_s": pl.Float64,
     "attempt": pl.Int64, "lora": pl.Utf8, "variant": pl.Utf8, "is_preview": pl.Boolean, "width": pl.Int64,
-    "height": pl.Int64, "error": pl.Utf8,
+    "height": pl.Int64, "error": pl.Utf8, "change": pl.Utf8,
 }
 
 

@@ -200,13 +200,15 @@ def render_target(plan: BookPlan, target: str, request: ImageRequest, ctx: Gener
     is_page = is_page_target(target)
     partition = page_partition(story.book_id, page_key(page_number(target))) if is_page else story.book_id
 
-    def generate(r: ImageRequest) -> GenerationRecord:
-        return generate_image(r, plan.provider, ctx, reference_bytes=plan.reference_bytes, partition=partition)
+    def generate(r: ImageRequest, change: str = "") -> GenerationRecord:
+        return generate_image(r, plan.provider, ctx, reference_bytes=plan.reference_bytes, partition=partition,
+                              change=change)
 
     has_characters = bool(story.pages[page_number(target) - 1].characters) if is_page else True
     record, verdict = render_with_gate(request, generate, store=store, story=story, target=target,
                                        partition=partition, kind="page" if is_page else target, ctx=ctx,
-                                       config=gate, qref=qref, has_characters=has_characters, review=review)
+                                       config=gate, qref=qref, has_characters=has_characters, review=review,
+                                       seeds_matter=plan.caps.seed_deterministic)
     key = record_key(story.book_id, target)
     if not is_page:
         store.write_json(key, record.model_dump(mode="json"))

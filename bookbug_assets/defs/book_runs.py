@@ -61,8 +61,8 @@ def _assets(graph: BookGraph | dg.Definitions, *names: str) -> list:
 
 def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInstance, story: Story,
                      echo=print, include_style: bool = True, raise_on_error: bool = True,
-                     thresholds: dict | None = None,
-                     log_level: str = "INFO") -> dict[str, dg.ExecuteInProcessResult]:
+                     thresholds: dict | None = None, log_level: str = "INFO",
+                     tags: dict[str, str] | None = None) -> dict[str, dg.ExecuteInProcessResult]:
     """The same runs the sensor's backfill makes, executed here, one after another.
 
     `thresholds` overrides the quality gates' QualityThresholds fields for this book (run config,
@@ -75,7 +75,7 @@ def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInsta
         instance.add_dynamic_partitions(page_slots_partitions.name, missing_slots)
     graph = defs if isinstance(defs, BookGraph) else BookGraph.of(defs)
     resources = graph.resources
-    tags = {"bookbug/book": story.book_id}
+    tags = {"bookbug/book": story.book_id, **(tags or {})}  # e.g. bookbug/retry_refused
     steps: list[tuple[str, tuple[str, ...], dict]] = []
     if include_style:
         steps.append(("style", ("style_dataset", "style_lora"), {"partition_key": story.style}))

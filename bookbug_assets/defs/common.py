@@ -36,12 +36,16 @@ def user_errors():
         raise dg.Failure(str(exc), allow_retries=False) from None
 
 
+RETRY_REFUSED_TAG = "bookbug/retry_refused"  # "true": send again what a provider refused (UI: launchpad tags)
+
+
 def generation_context(context: dg.AssetExecutionContext, store: ArtifactStore, providers: ImageProviders,
                        story: Story, asset: str) -> GenerationContext:
     ledger = Ledger(store)
+    retry_refused = context.run.tags.get(RETRY_REFUSED_TAG, "").strip().lower() in ("1", "true", "yes")
     return GenerationContext(store=store, ledger=ledger, budget=BudgetGuard(story.book_id, story.budget_usd, ledger),
                              retry=providers.retry_policy(), run_id=context.run.run_id, book_id=story.book_id,
-                             asset=asset, logger=context.log)
+                             asset=asset, logger=context.log, retry_refused=retry_refused)
 
 
 def thumbnail_md(image_bytes: bytes, alt: str, size: int = 256) -> dg.MetadataValue:

@@ -246,6 +246,7 @@ def providers_from_env() -> ImageProviders:
         max_concurrency=_number("BOOKBUG_MAX_CONCURRENCY", 12, int),
         poll_interval_s=_number("BOOKBUG_POLL_INTERVAL_S", 1.0, float),
         max_attempts=_number("BOOKBUG_MAX_ATTEMPTS", 5, int),
+        job_deadline_s=_number("BOOKBUG_JOB_DEADLINE_S", 600.0, float),
         local=LocalGpuSettings.from_env(os.environ),
     )
 

@@ -165,33 +165,57 @@ class JobFailed(ProviderError):
 
 
 class OutputNotCollected(ProviderError):
-    """The job finished, so it is paid for, but its output could not be fetched before the deadline.
+    """The job finished, so it is paid for, but its output could not be fetched in the tries allowed.
 
-    Not a reason to pay for a new job: the caller keeps the job journaled, so the next run fetches it.
+    Not a reason to pay for a new job: the caller keeps the job journaled, so the next run fetches it
+    (outputs stay downloadable for an hour on both services). `cause` is the last fetch's error.
     """
+
+    def __init__(self, provider: str, message: str, *, cause: ProviderError | None = None):
+        super().__init__(provider, message, status=cause.status if cause else None)
+        self.cause = cause
 
 
 class ConfigurationError(ValueError):
     """A request the chosen model cannot serve (wrong LoRA family, too many references)."""
 
 
+class ResultUnobtainable(JobFailed):
+    """The provider says the job finished, but its result cannot be had: the result request kept failing.
+
+    The job is paid either way. Its journal entry is cleared (resuming it would only fail again, for the whole
+    deadline, in every later run) and the image fails with the provider's status and body. Not remembered as
+    a deterministic failure: the request itself was fine, so a rerun may create it again.
+    """
+
+
+class WaitStopped(ProviderError):
+    """The run is stopping: this thread stopped waiting for the job (cancelled, or finished remotely)."""
+
+
+RESULT_TRIES = 8  # fetches of a finished job's result before it counts as unobtainable
+RESULT_MAX_DELAY_S = 15.0  # backoff cap between those fetches: with a 1 s poll, 8 tries span about a minute
+
+
 def collect_until(collect: Callable[[], JobOutput], end: float, poll_s: float, provider: str,
-                  job_id: str) -> JobOutput:
-    """Fetch a finished job's output, retrying transient failures (CDN 5xx, timeouts) until `end` (monotonic)."""
-    while True:
+                  job_id: str, pause: Callable[[float], None] = time.sleep, tries: int = RESULT_TRIES) -> JobOutput:
+    """Fetch a finished job's output, retrying transient failures (CDN 5xx, timeouts) with exponential backoff,
+    at most `tries` times and not past `end` (monotonic); then OutputNotCollected, carrying the last error."""
+    for attempt in range(1, tries + 1):
         try:
             return collect()
-        except (SafetyRefusal, JobGone, JobFailed):  # the job's own outcome: fetching again cannot change it
+        except (SafetyRefusal, JobGone, JobFailed, WaitStopped):  # the job's own outcome, or the run stopping
             raise
         except ProviderError as exc:
             if not exc.transient:
                 raise
-            remaining = end - time.monotonic()
-            if remaining <= 0:
+            delay = min(RESULT_MAX_DELAY_S, poll_s * 2 ** (attempt - 1), end - time.monotonic())
+            if attempt == tries or delay <= 0:
                 raise OutputNotCollected(provider, f"job {job_id} finished but its output could not be fetched "
-                                                   f"({exc}); it stays journaled for the next run") from None
-            log.info("%s: fetching the output of %s failed (%s); trying again", provider, job_id, exc)
-            time.sleep(min(poll_s, remaining))
+                                                   f"in {attempt} tries ({exc})", cause=exc) from None
+            log.info("%s: fetching the output of %s failed (%s); trying again in %.1fs", provider, job_id, exc, delay)
+            pause(delay)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -236,6 +260,30 @@ class ImageProvider(ABC):
 
     def cancel(self, job_id: str) -> None:  # noqa: B027 - optional for synchronous providers
         """Cancel a remote job; best effort."""
+
+    def stop_waiting(self, job_id: str) -> None:
+        """The run is stopping: the thread waiting on `job_id` stops at its next pause (WaitStopped).
+
+        A cancel alone is not enough: a job that already finished answers the cancel with "already completed"
+        and its thread would go on fetching its result for the rest of the deadline.
+        """
+        self.__dict__.setdefault("_stopped_jobs", set()).add(job_id)
+
+    def pause(self, job_id: str, seconds: float) -> None:
+        """Sleep between polls of `job_id`, in short slices, so stop_waiting takes effect within a fraction of a second."""
+        stopped = self.__dict__.setdefault("_stopped_jobs", set())
+        end = time.monotonic() + seconds
+        while True:
+            if job_id in stopped:
+                raise WaitStopped(self.name, f"stopped waiting for job {job_id}: the run is stopping")
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.2))
+
+    def rate_account(self) -> str:
+        """Whose create limit this provider's jobs count against (one RateLimiter per account and process)."""
+        return self.name
 
     def find_job(self, request: ImageRequest) -> str | None:
         """After a create whose answer was lost (the connection dropped): the job it started, if any.

@@ -20,7 +20,6 @@ import hashlib
 import logging
 import threading
 import time
-from concurrent.futures import Future
 from typing import Any, Callable
 
 import fal_client
@@ -30,11 +29,11 @@ from fal_client import FalClientHTTPError
 from fal_client.client import Completed
 
 from bookbug_assets.providers.base import (
-    ProviderSettings,
     ConfigurationError, ImageProvider, ImageRequest, JobFailed, JobGone, JobOutput, ModelCapabilities,
-    ProviderError, SafetyRefusal, collect_until,
+    OutputNotCollected, ProviderError, ProviderSettings, ResultUnobtainable, SafetyRefusal, collect_until,
 )
 from bookbug_assets.providers.fal_models import FAL_MODELS, FalModel
+from bookbug_assets.providers.uploads import ReferenceUploads
 from bookbug_assets.providers.replicate_models import (
     Redactor, fit_size, image_size_of, nearest_ratio, ordered_refs, sniff_mime, stitch, with_trigger,
 )
@@ -94,8 +93,9 @@ class FalProvider(ImageProvider):
         self.poll_interval_s = poll_interval_s
         self.upload_references = upload_references
         self._clean = Redactor(key)
+        self._account = hashlib.sha256(f"{base_url or ''}|{key}".encode()).hexdigest()[:12]
         self._lock = threading.Lock()
-        self._uploads: dict[str, Future[str]] = {}  # sha256 -> storage URL, shared by every page thread
+        self._uploads = ReferenceUploads(self.rate_account())
         self._timeout = httpx.Timeout(timeout_s, connect=10.0)
         self._fal = fal_client.SyncClient(key=key, default_timeout=timeout_s)
         self._rebased = bool(base_url or rest_url)
@@ -116,6 +116,9 @@ class FalProvider(ImageProvider):
                 timeout=self._timeout, follow_redirects=True)
         self._fal._client  # noqa: B018 - build it now, not racily in a dozen page threads
         self._download_client: httpx.Client | None = None
+
+    def rate_account(self) -> str:
+        return f"fal:{self._account}"  # one key's create limit (a digest: the key itself never leaves here)
 
     def __repr__(self) -> str:
         return f"FalProvider(poll_interval_s={self.poll_interval_s}, rebased={self._rebased})"
@@ -175,11 +178,7 @@ class FalProvider(ImageProvider):
                 log.info("fal status of %s failed (%s); polling again", request_id, exc)  # polling is free
                 status = None
             if isinstance(status, Completed):
-                if status.error_type == "client_cancelled":
-                    raise JobGone(self.name, f"request {request_id} was cancelled")
-                failed = bool(status.error or status.error_type)  # its result URL answers with the failure
-                return collect_until(lambda: self._collect(handle, endpoint, request_id, failed), end,
-                                     self.poll_interval_s, self.name, job_id)
+                return self._finished(handle, job_id, status, end)
             if status is not None:
                 state = type(status).__name__
             remaining = end - time.monotonic()
@@ -191,13 +190,29 @@ class FalProvider(ImageProvider):
                 except ProviderError:
                     last = None
                 if isinstance(last, Completed) and last.error_type != "client_cancelled":
-                    failed = bool(last.error or last.error_type)
-                    return collect_until(lambda: self._collect(handle, endpoint, request_id, failed),
-                                         time.monotonic() + self.poll_interval_s * 3, self.poll_interval_s,
-                                         self.name, job_id)
+                    return self._finished(handle, job_id, last, time.monotonic() + self.poll_interval_s * 3)
                 raise ProviderError(self.name, f"request {request_id} still {state} after {deadline_s:.0f}s; "
                                                "cancelled", transient=True)
-            time.sleep(min(self.poll_interval_s, remaining))
+            self.pause(job_id, min(self.poll_interval_s, remaining))
+
+    def _finished(self, handle: Any, job_id: str, status: Completed, end: float) -> JobOutput:
+        """A COMPLETED request: its result (bounded tries with backoff), then its image."""
+        endpoint, request_id = _split(job_id)
+        if status.error_type == "client_cancelled":
+            raise JobGone(self.name, f"request {request_id} was cancelled")
+        failed = bool(status.error or status.error_type)  # its result URL answers with the failure
+        pause = lambda s: self.pause(job_id, s)  # noqa: E731
+        try:
+            result = collect_until(lambda: self._call(handle.get, f"result of {request_id}", job=True, failed=failed),
+                                   end, self.poll_interval_s, self.name, job_id, pause)
+        except OutputNotCollected as exc:
+            # fal keeps a result as long as the request: a result URL that keeps failing after COMPLETED will not
+            # recover by resuming it in every later run for the whole deadline.
+            raise ResultUnobtainable(self.name, f"request {request_id} completed, but its result could not be "
+                                     f"fetched: {exc.cause}; the request is paid, and a rerun creates a new one",
+                                     retries=0, status=exc.status) from None
+        return collect_until(lambda: self._output(result, endpoint, request_id), end, self.poll_interval_s,
+                             self.name, job_id, pause)
 
     def cancel(self, job_id: str) -> None:
         endpoint, request_id = _split(job_id)
@@ -239,31 +254,13 @@ class FalProvider(ImageProvider):
         return args
 
     def _reference_url(self, data: bytes) -> str:
-        """A URL for these bytes; the first page thread to ask uploads them, the others wait for it."""
+        """A URL for these bytes, uploaded once per process (providers/uploads.py), or inline when so configured."""
         mime = sniff_mime(data)
         if not self.upload_references:
             return fal_client.encode(data, mime)
-        sha = hashlib.sha256(data).hexdigest()
-        with self._lock:
-            pending = self._uploads.get(sha)
-            first = pending is None
-            if first:
-                pending = self._uploads[sha] = Future()
-        if not first:
-            try:
-                return pending.result()
-            except ProviderError as exc:  # the first thread's failure, raised as this thread's own
-                raise ProviderError(self.name, str(exc).partition(": ")[2], transient=exc.transient,
-                                    status=exc.status, retry_after_s=exc.retry_after_s) from None
-        try:
-            url = self.upload(data, mime, f"ref-{sha[:16]}.{mime.rsplit('/', 1)[-1]}")
-        except BaseException as exc:
-            with self._lock:
-                self._uploads.pop(sha, None)  # not remembered: the next page to need it tries again
-            pending.set_exception(exc)
-            raise
-        pending.set_result(url)
-        return url
+        name = f"ref-{hashlib.sha256(data).hexdigest()[:16]}.{mime.rsplit('/', 1)[-1]}"
+        # No expiry is stated for fal storage URLs, so an upload is not remembered past this process.
+        return self._uploads.url(data, lambda d: (self.upload(d, mime, name), None))
 
     def upload(self, data: bytes, content_type: str, file_name: str) -> str:
         """Put bytes on fal's storage and return a URL an endpoint can read (used by the trainer too).
@@ -301,10 +298,9 @@ class FalProvider(ImageProvider):
 
     # --- outputs -------------------------------------------------------------------------------
 
-    def _collect(self, handle: Any, endpoint: str, request_id: str, failed: bool = False) -> JobOutput:
-        # `failed`: the status said the request ended in an error, so an HTTP error here is that error, not a
-        # fetch to try again. A 4xx result is the request's outcome either way.
-        result = self._call(handle.get, f"result of {request_id}", job=True, failed=failed)
+    def _output(self, result: dict, endpoint: str, request_id: str) -> JobOutput:
+        """The image of a fetched result. (`failed` in _finished: the status said the request ended in an error,
+        so an HTTP error from its result is that error, not a fetch to try again; a 4xx is its outcome anyway.)"""
         if any(result.get("has_nsfw_concepts") or []):
             raise SafetyRefusal(self.name, "has_nsfw_concepts: the safety checker blanked the image")
         images = result.get("images") or []

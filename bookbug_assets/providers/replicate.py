@@ -17,7 +17,6 @@ import os
 import re
 import threading
 import time
-from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, Callable
 
@@ -31,6 +30,7 @@ from bookbug_assets.providers.base import (
     ConfigurationError, ImageProvider, ImageRequest, JobFailed, JobGone, JobOutput, ModelCapabilities,
     ProviderError, SafetyRefusal, collect_until,
 )
+from bookbug_assets.providers.uploads import ReferenceUploads
 from bookbug_assets.providers.replicate_models import (
     REPLICATE_MODELS, Redactor, ReplicateModel, fit_size, image_size_of, megapixels, nearest_ratio, ordered_refs,
     sniff_mime, stitch, with_trigger,
@@ -78,27 +78,30 @@ class ReplicateProvider(ImageProvider):
             raise ConfigurationError("replicate was chosen but REPLICATE_API_TOKEN is not set")
         return cls(api_token=settings.replicate_api_token,
                    base_url=settings.replicate_base_url or os.environ.get("REPLICATE_BASE_URL"),
-                   poll_interval_s=settings.poll_interval_s)
+                   poll_interval_s=settings.poll_interval_s, store=store)
 
     def __init__(self, api_token: str, base_url: str | None = None, poll_interval_s: float = 1.0,
-                 timeout_s: float = 30.0):
+                 timeout_s: float = 30.0, store=None):
         if not api_token:
             raise ConfigurationError("replicate needs an API token (REPLICATE_API_TOKEN)")
         self.poll_interval_s = poll_interval_s
         self._pending: dict[str, tuple[dict, float]] = {}  # request key -> (input sent, wall time sent)
         self._clean = Redactor(api_token)
+        self._account = hashlib.sha256(f"{base_url or ''}|{api_token}".encode()).hexdigest()[:12]
         self._local = threading.local()
         self._lock = threading.Lock()
         self._versions: dict[str, str] = {}
         self._timeout_s = timeout_s
-        # sha256 -> the files API url, shared by every page thread that needs it: a reference is sent once.
-        self._uploads: dict[str, Future[str]] = {}
+        self._uploads = ReferenceUploads(self.rate_account(), store)  # store: remembered across runs
         # base_url=None lets the client read REPLICATE_BASE_URL itself, as it always has.
         self._client = _BoundedClient(
             api_token=api_token, base_url=base_url,
             timeout=httpx.Timeout(timeout_s, connect=5.0),
             event_hooks={"response": [self._remember_retry_after]})
         self._client._client  # noqa: B018 - build the httpx client now, not racily in 12 page threads
+
+    def rate_account(self) -> str:
+        return f"replicate:{self._account}"  # one token's create limit (a digest: the token never leaves here)
 
     def __repr__(self) -> str:  # the token must not show up in a debugger or a log line
         return f"ReplicateProvider(poll_interval_s={self.poll_interval_s})"
@@ -186,7 +189,7 @@ class ReplicateProvider(ImageProvider):
                 status = prediction["status"]
                 if status == "succeeded":
                     return collect_until(lambda: self._collect(prediction), end, self.poll_interval_s, self.name,
-                                         job_id)
+                                         job_id, lambda s: self.pause(job_id, s))
                 if status == "failed":
                     raise _classify_failure(self._clean(prediction.get("error") or "prediction failed"))
                 if status in ("canceled", "aborted"):
@@ -199,10 +202,10 @@ class ReplicateProvider(ImageProvider):
                 last = self._poll_quietly(job_id)
                 if last is not None and last["status"] == "succeeded":
                     return collect_until(lambda: self._collect(last), time.monotonic() + self.poll_interval_s * 3,
-                                         self.poll_interval_s, self.name, job_id)
+                                         self.poll_interval_s, self.name, job_id, lambda s: self.pause(job_id, s))
                 raise ProviderError(self.name, f"prediction {job_id} still {status} after {deadline_s:.0f}s; "
                                                "canceled", transient=True)
-            time.sleep(min(self.poll_interval_s, remaining))
+            self.pause(job_id, min(self.poll_interval_s, remaining))
 
     def _poll_quietly(self, job_id: str) -> dict | None:
         try:
@@ -270,28 +273,16 @@ class ReplicateProvider(ImageProvider):
         return {spec.lora_field: ref, "lora_scale": min(hi, max(lo, lora.scale))}
 
     def _upload(self, data: bytes) -> str:
-        """The files API url of these bytes; the first page thread to ask uploads them, the others wait for it."""
-        sha = hashlib.sha256(data).hexdigest()
-        with self._lock:
-            pending = self._uploads.get(sha)
-            first = pending is None
-            if first:
-                pending = self._uploads[sha] = Future()
-        if not first:
-            return _shared_result(pending)
+        """The files API url of these bytes, uploaded once per book (providers/uploads.py)."""
+        return self._uploads.url(data, self._upload_once)
+
+    def _upload_once(self, data: bytes) -> tuple[str, str | None]:
         mime = sniff_mime(data)
         ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(mime, "bin")
-        try:
-            uploaded = self._call(lambda: self._client.files.create(
-                io.BytesIO(data), filename=f"ref-{sha[:16]}.{ext}", content_type=mime), "upload reference")
-            url = uploaded.urls["get"]
-        except BaseException as exc:
-            with self._lock:
-                self._uploads.pop(sha, None)  # not remembered: the next page to need it tries again
-            pending.set_exception(exc)
-            raise
-        pending.set_result(url)
-        return url
+        name = f"ref-{hashlib.sha256(data).hexdigest()[:16]}.{ext}"
+        uploaded = self._call(lambda: self._client.files.create(io.BytesIO(data), filename=name, content_type=mime),
+                              "upload reference")
+        return uploaded.urls["get"], uploaded.expires_at
 
     def _version(self, model: str) -> str:
         """Community models run by version id; the latest is looked up once per process."""
@@ -407,12 +398,3 @@ def _classify_failure(error: str) -> ProviderError:
     if TRANSIENT_FAILURE.search(error):
         return JobFailed("replicate", f"prediction failed: {error}", transient=True)
     return JobFailed("replicate", f"prediction failed: {error}", retries=1)
-
-
-def _shared_result(pending: Future) -> str:
-    """The result another thread's upload produced; its failure is raised here as a ProviderError of this thread's."""
-    try:
-        return pending.result()
-    except ProviderError as exc:
-        raise ProviderError(exc.provider, str(exc).partition(": ")[2], transient=exc.transient, status=exc.status,
-                            retry_after_s=exc.retry_after_s) from None

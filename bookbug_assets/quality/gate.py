@@ -34,11 +34,12 @@ class GateSettings:
 def render_with_gate(request: ImageRequest, generate, *, store: ArtifactStore, story: Story, target: str,
                      partition: str, kind: str, ctx: GenerationContext, config: GateSettings,
                      qref: QualityReference | None, has_characters: bool,
-                     review: ReviewState) -> tuple[GenerationRecord, QualityVerdict]:
+                     review: ReviewState, seeds_matter: bool = True) -> tuple[GenerationRecord, QualityVerdict]:
     """Render `request` until an attempt passes the gate (or is approved), attempts or budget run out.
 
-    Attempt 1 is the request as reviewed (review.reviewed_request); later attempts change only the
-    seed. The winner is the first accepted attempt, else the best failing one (fewest failures).
+    Attempt 1 is the request as reviewed (review.reviewed_request); later attempts change the seed, and for a
+    model that takes no seed (`seeds_matter` False) the prompt too (attempt_variation), so no redraw is a paid
+    repeat of an input the model already drew. `generate(request, change)` records what changed. The winner is the first accepted attempt, else the best failing one (fewest failures).
     Attempts past `max_attempts` are looked at only while they are already in the cache (free).
     A reviewer's approval of an attempt's exact bytes accepts it over the gate.
     """
@@ -50,18 +51,21 @@ def render_with_gate(request: ImageRequest, generate, *, store: ArtifactStore, s
     while True:
         attempt += 1
         attempt_request = reviewed_request(store, story, target, request, attempt, review)
+        if not seeds_matter:
+            attempt_request = attempt_variation(attempt_request, attempt)
+        change = describe_change(request, attempt_request)
         # max_attempts bounds what is paid for; attempts an earlier run already drew are free and always looked
         # at, so a rerun with fewer attempts cannot swap an accepted attempt 3 for a failing attempt 1.
         if attempt > config.max_attempts and cached_record(store, attempt_request) is None:
             break
         try:
-            record = generate(attempt_request)
+            record = generate(attempt_request, change)
         except BudgetExceeded as exc:
             if not tried:
                 raise
             stopped = f"budget: {exc}"
             ctx.ledger.append(ledger_row(ctx, attempt_request, "budget_stop", partition, attempt=attempt,
-                                         error=str(exc)))
+                                         error=str(exc), change=change))
             break
         if qref is None:  # gate off: the first image is taken
             result = None
@@ -88,6 +92,34 @@ def render_with_gate(request: ImageRequest, generate, *, store: ArtifactStore, s
         winner=summary.attempt, stopped=stopped)
     save_verdict(store, verdict)
     return record, verdict
+
+
+# Composition changes a seedless model reads instead of a new seed; one per redraw, never the same one twice.
+VARIATIONS = ("a slightly wider view of the scene", "seen from a lower angle", "the characters placed differently",
+              "a closer view of the characters", "seen from a little higher up", "a different arrangement of the scene")
+
+
+def attempt_variation(request: ImageRequest, attempt: int) -> ImageRequest:
+    """Attempt `attempt` (2+) of an image for a model that ignores seeds: the same prompt with one composition
+    change added, distinct per attempt (attempt 1 is left as it is, so its cache stays valid)."""
+    if attempt <= 1:
+        return request
+    n = attempt - 2
+    variation = VARIATIONS[n % len(VARIATIONS)] + (f" (take {n // len(VARIATIONS) + 2})" if n >= len(VARIATIONS) else "")
+    return request.model_copy(update={"prompt": f"{request.prompt} Composition for this attempt: {variation}."})
+
+
+def describe_change(first: ImageRequest, attempt: ImageRequest) -> str:
+    """What an attempt sends differently from the first one, for the ledger ("" when nothing changed)."""
+    changed = []
+    if attempt.seed != first.seed:
+        changed.append(f"seed {attempt.seed}")
+    if attempt.prompt != first.prompt:
+        extra = attempt.prompt[len(first.prompt):] if attempt.prompt.startswith(first.prompt) else attempt.prompt
+        changed.append(f"prompt: {extra.strip()[:120]}")
+    if attempt.references != first.references:
+        changed.append("references")
+    return "; ".join(changed)
 
 
 def attempts_markdown(verdict: QualityVerdict) -> str:

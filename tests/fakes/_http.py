@@ -8,6 +8,7 @@ and implement `handle(req) -> Response`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import socket
@@ -297,3 +298,26 @@ def _make_handler(fake: FakeHTTPServer) -> Callable[..., BaseHTTPRequestHandler]
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
 
     return Handler
+
+
+class CreateLimit:
+    """An account's create limit: at most `creates` per sliding `window_s` (Replicate: 600 predictions a minute,
+    far less for a new account without credit; fal: per-key concurrency and request limits). A create over the
+    limit is answered 429 with `Retry-After` (and, on Replicate, "resets in ~Ns") and is not counted or billed."""
+
+    def __init__(self, creates: int, window_s: float = 60.0):
+        self.creates, self.window_s = creates, window_s
+        self.accepted: list[float] = []
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def retry_after(self) -> int | None:
+        """None when this create may go (it is counted), else the whole seconds until the window has room."""
+        with self._lock:
+            now = time.monotonic()
+            recent = [t for t in self.accepted if now - t < self.window_s]
+            if len(recent) < self.creates:
+                self.accepted.append(now)
+                return None
+            self.refused += 1
+            return max(1, math.ceil(recent[-self.creates] + self.window_s - now))

@@ -35,6 +35,9 @@ Fidelity notes:
 - Uploads over 100 MB (multipart) are not implemented. Webhooks are recorded only.
 - `fail_next_requests` takes `Failure`s (RUNNER_DISCONNECTED, MODEL_CRASH in _fal_errors), one per queued
   submit: that request runs, then fails that way.
+- `fail_next_results` / `fail_all_results`: GET result of a COMPLETED request answers that status with a
+  plain-text proxy body, as seen from the real queue; `result_fetches` counts those GETs.
+- `create_limit` (a CreateLimit): submits over the key's limit answer 429 with Retry-After.
 - `upload_latency_s` holds each upload start (storage initiate, CDN upload) that long, so uploads racing
   from many threads overlap; `uploads` records each stored upload with its sha256.
 """
@@ -52,7 +55,7 @@ from typing import Any, Callable
 from ._fal_errors import (MODEL_CRASH, RUNNER_DISCONNECTED, Failure, content_policy_detail, model_error, request_error,
                           validation_detail)
 from ._fal_jobs import FalJob, FalJobsMixin
-from ._http import (DropConnection, FakeHTTPServer, RecordedRequest, Response, json_response, per_key, pop_knob,
+from ._http import (CreateLimit, DropConnection, FakeHTTPServer, RecordedRequest, Response, json_response, per_key, pop_knob,
                     random_id, take_count)
 from ._schema import validate
 from .fal_schemas import FAL_ENDPOINT_SCHEMAS, request_prefix
@@ -77,6 +80,11 @@ class FakeFal(FalJobsMixin, FakeHTTPServer):
         self.fail_next_requests: Any = []  # Failures, one per queued submit: the request runs, then fails so
         self.upload_latency_s = 0.0  # each upload start (storage initiate, CDN upload) is held this long
         self.retry_after_s = 1
+        self.create_limit: CreateLimit | None = None  # e.g. CreateLimit(5, 60.0): a key's submits per window
+        # Status codes answered by GET result of requests that reached COMPLETED (one per fetch; "always": int).
+        self.fail_next_results: Any = []
+        self.fail_all_results: int | None = None
+        self.result_fetches = 0
         self.refuse_prompts_containing: Any = []
         self.refuse_first_n = 0
         self.refusal_mode = "result"  # "result" | "submit" | "nsfw"
@@ -184,6 +192,9 @@ class FakeFal(FalJobsMixin, FakeHTTPServer):
         spec = FAL_ENDPOINT_SCHEMAS.get(endpoint)
         if spec is None:
             return json_response({"detail": f"Application '{endpoint}' not found"}, 404)
+        wait = self.create_limit.retry_after() if self.create_limit is not None else None
+        if wait is not None:
+            return request_error(429, "Too many requests", "rate_limited", {"Retry-After": str(wait)})
         code = pop_knob(self, "fail_next_submits", endpoint)
         if code is not None:
             return self._injected(code)
@@ -245,7 +256,14 @@ class FakeFal(FalJobsMixin, FakeHTTPServer):
                 self.cancelled.add(job.id)
                 return json_response({"status": "CANCELLATION_REQUESTED"}, 202)
             if action == "" and req.method == "GET":
-                return self._result(self._advance(job))
+                self._advance(job)
+                if job.status == "COMPLETED":
+                    self.result_fetches += 1
+                    code = self.fail_all_results or pop_knob(self, "fail_next_results", job.endpoint)
+                    if code is not None:  # seen in production: COMPLETED, then the result URL answers 5xx
+                        return Response(code, b"upstream connect error or disconnect/reset before headers",
+                                        content_type="text/plain")
+                return self._result(job)
         return json_response({"detail": "Method Not Allowed"}, 405)
 
     def _result(self, job: FalJob) -> Response:

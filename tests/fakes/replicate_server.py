@@ -41,7 +41,7 @@ import json
 import time
 from typing import Any
 
-from ._http import (DropConnection, FakeHTTPServer, RecordedRequest, Response, iso, json_response,
+from ._http import (CreateLimit, DropConnection, FakeHTTPServer, RecordedRequest, Response, iso, json_response,
                     parse_multipart, per_key, pop_knob, random_id, take_count)
 from ._replicate_errors import (CUDA_OOM, GENERIC_FAILURE, INTERRUPTED, format_validation_error, http_error, not_found,
                                 throttled, unauthenticated)
@@ -68,6 +68,7 @@ class FakeReplicate(JobsMixin, FakeHTTPServer):
         self.fail_next_creates: Any = []  # status codes, consumed one per create (predictions and trainings)
         self.fail_next_polls: Any = []  # status codes for GET /v1/predictions|trainings/{id} (client retries 429/503/504)
         self.retry_after_s = 1
+        self.create_limit: CreateLimit | None = None  # e.g. CreateLimit(5, 60.0): an account's creates per window
         self.refuse_prompts_containing: Any = []
         self.refuse_first_n = 0
         self.fail_next_predictions: Any = []  # error texts, one per created prediction, which ends "failed"
@@ -239,6 +240,9 @@ class FakeReplicate(JobsMixin, FakeHTTPServer):
                           "The specified version does not exist (or perhaps you don't have permission to use it?)")
 
     def _precheck(self, ref: str, spec: dict, inp: Any) -> Response | None:
+        wait = self.create_limit.retry_after() if self.create_limit is not None else None
+        if wait is not None:
+            return throttled(wait)
         code = pop_knob(self, "fail_next_creates", ref)
         if code is not None:
             return throttled(self.retry_after_s) if code == 429 else http_error(code, "Injected failure",
