@@ -312,7 +312,11 @@ def _wait(job: _Job):
         # `exc.retries` times unless its error says it is transient; only a real wait that ran out is `timeout`.
         failed_job = isinstance(exc, JobFailed)
         status = "lost" if isinstance(exc, JobGone) else "failed" if failed_job or not exc.transient else "timeout"
-        ctx.ledger.append(job.row(status, job_id=job_id, cost_usd=job.price, error=str(exc), latency_s=elapsed()))
+        billed = not failed_job or exc.billed
+        if not billed and job.reserved and ctx.budget is not None:
+            ctx.budget.release(job.price)  # the provider does not bill this failure (fal: a 5xx)
+        ctx.ledger.append(job.row(status, job_id=job_id, cost_usd=job.price if billed else 0.0, error=str(exc),
+                                  latency_s=elapsed()))
         retryable = exc.transient or isinstance(exc, JobGone) or (failed_job and job.failed_retries < exc.retries)
         if failed_job and not exc.transient:
             job.failed_retries += 1

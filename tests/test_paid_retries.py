@@ -9,7 +9,7 @@ from bookbug_assets.generation import GenerationContext, GenerationFailed, Retry
 from bookbug_assets.layout import journal_path, outcome_path
 from bookbug_assets.ledger import Ledger
 from bookbug_assets.providers.base import (
-    JobFailed, ModelCapabilities, ProviderError, ResultUnobtainable, SafetyRefusal,
+    ImageRequest, JobFailed, ModelCapabilities, ProviderError, ResultUnobtainable, SafetyRefusal,
 )
 from bookbug_assets.providers.rate_limit import RateLimiter
 from bookbug_assets.quality.gate import attempt_variation, describe_change
@@ -169,3 +169,16 @@ def test_a_finished_job_answering_its_result_is_not_waited_on(ctx):
     provider = Account("unrelated")
     provider.stop_waiting("job-99")
     assert generate_image(request(), provider, ctx).job_id == "job-1"
+
+
+def test_flux2_edit_prices_count_each_reference_as_input_megapixels():
+    from bookbug_assets.providers.base import ReferenceImage
+    from bookbug_assets.providers.fal import FalProvider
+
+    provider = FalProvider(key="fal-id:price-test", base_url="http://127.0.0.1:9")  # prices only: never called
+    refs = tuple(ReferenceImage(role=r, sha256=c * 64, key=f"blobs/{c}") for r, c in (("sprite", "a"), ("hero", "b")))
+    page = dict(provider="fal", kind="page", prompt="Pip", width=1024, height=1024, seed=1)
+    assert provider.cost_usd(ImageRequest(model="fal-ai/flux-2", **page)) == pytest.approx(0.012)
+    assert provider.cost_usd(ImageRequest(model="fal-ai/flux-2", references=refs, **page)) == pytest.approx(0.036)
+    assert provider.cost_usd(ImageRequest(model="fal-ai/flux-2-pro", references=refs, **page)) == pytest.approx(0.06)
+    assert provider.cost_usd(ImageRequest(model="fal-ai/flux-lora", references=refs, **page)) == pytest.approx(0.035)

@@ -9,7 +9,7 @@ from bookbug_assets.defs.book_runs import materialize_book
 from bookbug_assets.generation import GenerationContext, RetryPolicy, generate_image
 from bookbug_assets.layout import journal_path
 from bookbug_assets.ledger import Ledger
-from bookbug_assets.providers.base import ImageRequest, ResultUnobtainable
+from bookbug_assets.providers.base import ImageRequest, JobFailed, ResultUnobtainable
 from bookbug_assets.providers.fal import FalProvider
 from bookbug_assets.storage import LocalArtifactStore
 from bookbug_assets.stories import load_story_file
@@ -101,3 +101,29 @@ def test_a_fal_result_that_keeps_failing_ends_the_image_instead_of_hanging(tmp_p
         assert not store.exists(journal_path(req.cache_key()))  # a later run does not resume it for 600 s
         row = Ledger(store).rows("b")[-1]
         assert row.status == "failed" and row.cost_usd > 0 and "paid" in row.error
+
+
+def test_fal_5xx_failures_are_not_charged_but_4xx_ones_are(tmp_path):
+    from tests.fakes._fal_errors import Failure
+    from tests.fakes.fal_server import MODEL_CRASH, RUNNER_DISCONNECTED
+
+    with FakeFal(fal_key="fal-id:billing-secret") as fake:
+        provider = FalProvider(key=fake.fal_key, base_url=fake.url, poll_interval_s=0.01)
+        store = LocalArtifactStore(tmp_path)
+        ctx = GenerationContext(store=store, ledger=Ledger(store), book_id="b", sleep=lambda s: None,
+                                retry=RetryPolicy(base_delay_s=0.01, deadline_s=30))
+        page = dict(provider="fal", model="fal-ai/flux/dev", kind="page", prompt="Pip", width=512, height=512)
+        fake.fail_next_requests = [RUNNER_DISCONNECTED]
+        generate_image(ImageRequest(seed=1, **page), provider, ctx)  # disconnected (free), then drawn
+        fake.fail_next_requests = [MODEL_CRASH, MODEL_CRASH]
+        with pytest.raises(JobFailed):
+            generate_image(ImageRequest(seed=2, **page), provider, ctx)  # crashed twice: free, and not retried more
+        fake.fail_next_requests = [Failure(422, [{"loc": ["body", "prompt"], "msg": "prompt too long",
+                                                  "type": "value_error"}])]
+        with pytest.raises(JobFailed):
+            generate_image(ImageRequest(seed=3, **page), provider, ctx)  # refused its input: charged
+        rows = Ledger(store).rows("b")
+        by_seed = {s: [(r.status, r.cost_usd) for r in rows if r.seed == s] for s in (1, 2, 3)}
+        assert by_seed[1][0] == ("failed", 0.0) and by_seed[1][-1][0] == "ok" and by_seed[1][-1][1] > 0
+        assert by_seed[2] == [("failed", 0.0), ("failed", 0.0)]
+        assert by_seed[3] == [("failed", pytest.approx(0.025))]  # 512 x 512 rounds up to 1 MP

@@ -159,9 +159,10 @@ class JobFailed(ProviderError):
     """
 
     def __init__(self, provider: str, message: str, *, transient: bool = False, retries: int = 0,
-                 status: int | None = None):
+                 status: int | None = None, billed: bool = True):
         super().__init__(provider, message, transient=transient, status=status)
         self.retries = retries
+        self.billed = billed  # False where the provider documents that such a failure is not charged
 
 
 class OutputNotCollected(ProviderError):

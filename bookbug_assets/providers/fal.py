@@ -138,8 +138,12 @@ class FalProvider(ImageProvider):
         return self._spec(model).caps
 
     def cost_usd(self, request: ImageRequest) -> float:
-        """The price of this request's image where it depends on size (per-megapixel endpoints, 4K)."""
-        return self._spec(request.model).cost_usd(request.width, request.height)
+        """The price of this request's image where it depends on size (per-megapixel endpoints, 4K) and, on FLUX.2
+        edit endpoints, on the references it sends (each billed as input megapixels)."""
+        spec = self._spec(request.model)
+        refs = min(len(request.references), spec.caps.max_references) if spec.refs != "none" else 0
+        inputs = (1 if spec.refs == "single" else refs) if refs else 0
+        return spec.cost_usd(request.width, request.height, inputs)
 
     # --- jobs ----------------------------------------------------------------------------------
 
@@ -383,11 +387,12 @@ def _job_failure(provider: str, message: str, status: int, exc: FalClientHTTPErr
     headers = {k.lower(): v for k, v in (exc.response_headers or {}).items()}
     retryable = str(headers.get("x-fal-retryable", "")).strip().lower()
     kinds = {exc.error_type} | {e.get("type") for e in entries if isinstance(e, dict)}
+    billed = status < 500  # "5xx failures are not billed" (fal's reliability page, cited above)
     if retryable in ("true", "1", "yes") or (retryable == "" and kinds & _INFRA_ERRORS):
-        return JobFailed(provider, message, transient=True, status=status)
+        return JobFailed(provider, message, transient=True, status=status, billed=billed)
     if retryable in ("false", "0", "no") or status < 500:
-        return JobFailed(provider, message, retries=0, status=status)
-    return JobFailed(provider, message, retries=1, status=status)
+        return JobFailed(provider, message, retries=0, status=status, billed=billed)
+    return JobFailed(provider, message, retries=1, status=status, billed=billed)
 
 
 def _describe(message: Any) -> str:

@@ -12,8 +12,8 @@ counted as processed megapixel", https://fal.ai/models/fal-ai/flux-2-max/edit/ll
 both input and output side", https://fal.ai/models/fal-ai/flux-2-flex/edit/llms.txt). For fal-ai/flux-2/edit and
 fal-ai/flux-2-pro/edit that is confirmed only by a third-party list
 (https://lumenfall.ai/models/black-forest-labs/flux.2-dev, .../flux.2-pro: "Each reference image is counted
-separately (minimum 1 MP each)"), and `cost_usd` does not count it: a page's references add at least 1 MP each
-there (UNCONFIRMED).
+separately (minimum 1 MP each)", UNCONFIRMED on fal's own pages). `cost_usd` counts each reference sent to a
+FLUX.2 endpoint as that minimum, 1 MP at the model's per-megapixel (dev) or additional-megapixel (pro) price.
 """
 
 from __future__ import annotations
@@ -46,16 +46,22 @@ class FalModel:
     per_mp: bool = False  # caps.price_usd is per output megapixel (1024 x 1024 px), rounded up
     extra_mp_usd: float | None = None  # caps.price_usd covers the first megapixel, then this per MP
     price_4k: float | None = None
+    # FLUX.2 edit endpoints bill each input image as processed megapixels too, at least 1 MP each; this is that
+    # price per input megapixel (None: inputs are free). References' sizes are not known when a price is asked
+    # for, so each counts as its 1 MP minimum: the estimate is a floor for references larger than 1024 x 1024.
+    input_mp_usd: float | None = None
 
-    def cost_usd(self, width: int, height: int) -> float:
+    def cost_usd(self, width: int, height: int, inputs: int = 0) -> float:
         if self.price_4k is not None and max(width, height) > 2048:
             return self.price_4k
         mp = megapixels(*fit_size(width, height, 256, self.caps.max_size))
         if self.per_mp:
-            return round(self.caps.price_usd * mp, 4)
-        if self.extra_mp_usd is not None:
-            return round(self.caps.price_usd + self.extra_mp_usd * (mp - 1), 4)
-        return self.caps.price_usd
+            price = self.caps.price_usd * mp
+        elif self.extra_mp_usd is not None:
+            price = self.caps.price_usd + self.extra_mp_usd * (mp - 1)
+        else:
+            price = self.caps.price_usd
+        return round(price + (self.input_mp_usd or 0.0) * inputs, 4)
 
 
 def _caps(model: str, **kw) -> ModelCapabilities:
@@ -97,7 +103,7 @@ def _flux2(model: str, edit_endpoint: str, max_refs: int, price: float, extra: f
         _caps(model, max_references=max_refs, max_size=2048, price_usd=price,
               notes=notes + " (schema and price UNCONFIRMED)"),
         refs="list", ref_field="image_urls", edit_endpoint=edit_endpoint, t2i=t2i, per_mp=per_mp,
-        extra_mp_usd=extra, fixed=_PNG)
+        extra_mp_usd=extra, fixed=_PNG, input_mp_usd=price if per_mp else extra)
 
 
 FAL_MODELS: dict[str, FalModel] = {

@@ -393,7 +393,7 @@ def test_megapixels_are_counted_as_fal_counts_them(provider):
 
 
 def test_readme_book_prices_match_the_code(provider):
-    """README's fal table: each book is 14 images at 1024x1024, priced as cost_usd prices them."""
+    """README's fal table: each book is 14 images at 1024x1024 with their references, priced as cost_usd does."""
     import re
     from pathlib import Path
 
@@ -406,7 +406,10 @@ def test_readme_book_prices_match_the_code(provider):
         book = re.fullmatch(r"\$(\d+\.\d+)", cells[4]) if model else None
         if not book or model.group(1) not in FAL_MODELS:
             continue
-        per_page = provider.cost_usd(request(model.group(1), width=1024, height=1024))
-        assert round(14 * per_page, 2) == pytest.approx(float(book.group(1))), model.group(1)
+        # The sprite sheet sends no reference, the hero page the sprite sheet, each of the 12 pages both.
+        price = [provider.cost_usd(request(model.group(1), width=1024, height=1024, references=refs(*blobs)[0]))
+                 for blobs in ((), (SPRITE,), (SPRITE, HERO))]
+        book_usd = price[0] + price[1] + 12 * price[2]
+        assert round(book_usd, 2) == pytest.approx(float(book.group(1))), model.group(1)
         checked += 1
     assert checked >= 9
