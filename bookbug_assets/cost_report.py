@@ -19,8 +19,20 @@ from bookbug_assets.stories.models import Story
 LEDGER_PARQUET = "ledger/generation_ledger.parquet"
 REPORT_PARQUET = "reports/cost_report.parquet"
 BOOK_ASSETS = ("sprite_sheet", "hero_page", "book_pages")
-COLUMNS = ["images", "attempts", "paid_generations", "cached_generations", "failed_generations", "cost_usd",
-           "acceptable_images", "cost_per_acceptable_usd", "mean_latency_s"]
+COLUMNS = ["images", "attempts", "paid_generations", "free_generations", "cached_generations", "failed_generations",
+           "cost_usd", "acceptable_images", "cost_per_acceptable_usd", "mean_latency_s"]
+FAILED = ["failed", "refused", "timeout", "budget_stop"]
+
+
+def paid() -> pl.Expr:
+    """Rows a provider billed: a new generation that cost money (a refusal the provider charges for included).
+    Free preview renders and cache hits are not paid work, whatever their status."""
+    return (pl.col("cost_usd") > 0) & ~pl.col("cache_hit")
+
+
+def free() -> pl.Expr:
+    """New images that cost nothing: the offline preview (or any free model)."""
+    return (pl.col("status") == "ok") & (pl.col("cost_usd") <= 0) & ~pl.col("cache_hit")
 
 
 def _acceptable(store: ArtifactStore, books: list[str]) -> pl.DataFrame:
@@ -35,10 +47,10 @@ def _aggregate(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return (frame.group_by(keys).agg(
         pl.struct("asset", "partition").n_unique().cast(pl.Int64).alias("images"),
         (pl.col("status") != "cached").sum().cast(pl.Int64).alias("attempts"),
-        (pl.col("status") == "ok").sum().cast(pl.Int64).alias("paid_generations"),
+        paid().sum().cast(pl.Int64).alias("paid_generations"),
+        free().sum().cast(pl.Int64).alias("free_generations"),
         pl.col("cache_hit").sum().cast(pl.Int64).alias("cached_generations"),
-        pl.col("status").is_in(["failed", "refused", "timeout", "budget_stop"]).sum().cast(pl.Int64)
-        .alias("failed_generations"),
+        pl.col("status").is_in(FAILED).sum().cast(pl.Int64).alias("failed_generations"),
         pl.col("cost_usd").sum().round(4).alias("cost_usd"),
         pl.col("latency_s").filter(pl.col("status") == "ok").mean().round(2).alias("mean_latency_s")))
 
@@ -61,6 +73,43 @@ def cost_tables(store: ArtifactStore) -> tuple[pl.DataFrame, pl.DataFrame]:
         return frame.with_columns(per.alias("cost_per_acceptable_usd")).select(*keys, *COLUMNS).sort(keys)
 
     return finish(by_book, keys), finish(by_provider, ["provider", "model"])
+
+
+class BookCost(BaseModel):
+    """What one book has cost so far, from its ledger rows: shown on the book's own materialization."""
+
+    book_id: str
+    cost_usd: float = 0.0
+    attempts: int = 0
+    paid_generations: int = 0
+    free_generations: int = 0
+    cached_generations: int = 0
+    failed_generations: int = 0
+    acceptable_images: int = 0
+    cost_per_acceptable_usd: float | None = None
+    by_provider: list[dict] = []
+
+    def line(self) -> str:
+        per = self.cost_per_acceptable_usd
+        per = "" if per is None else f", ${per:.4f} per acceptable image"
+        return (f"{self.book_id} has cost ${self.cost_usd:.2f}: {self.paid_generations} paid generation(s), "
+                f"{self.free_generations} free preview render(s), {self.cached_generations} cache hit(s), "
+                f"{self.failed_generations} failed{per}")
+
+
+def book_cost(store: ArtifactStore, book_id: str) -> BookCost:
+    """The cost report's numbers for one book (all its providers together, and per provider x model)."""
+    frame = Ledger(store).frame(book_id).filter(pl.col("asset").is_in(BOOK_ASSETS))
+    if not frame.height:
+        return BookCost(book_id=book_id)
+    total = _aggregate(frame.with_columns(pl.lit(book_id).alias("book_id")), ["book_id"]).row(0, named=True)
+    accepted = sum(1 for v in load_verdicts(store, book_id).values() if v.accepted)
+    per = _aggregate(frame, ["provider", "model"]).sort("provider", "model")
+    return BookCost(book_id=book_id, cost_usd=round(total["cost_usd"], 4), acceptable_images=accepted,
+                    cost_per_acceptable_usd=round(total["cost_usd"] / accepted, 4) if accepted else None,
+                    by_provider=per.drop("mean_latency_s").to_dicts(),
+                    **{k: int(total[k]) for k in ("attempts", "paid_generations", "free_generations",
+                                                  "cached_generations", "failed_generations")})
 
 
 class CostEstimate(BaseModel):
@@ -99,7 +148,8 @@ def estimate_book_cost(story: Story, family: str, model: str, price_usd: float, 
 def summary_by_provider(frame: pl.DataFrame) -> pl.DataFrame:
     return (frame.group_by("provider", "model")
             .agg(pl.len().alias("rows"),
-                 (pl.col("status") == "ok").sum().alias("paid_generations"),
+                 paid().sum().alias("paid_generations"),
+                 free().sum().alias("free_generations"),
                  pl.col("cache_hit").sum().alias("cache_hits"),
                  pl.col("cost_usd").sum().round(4).alias("cost_usd"),
                  pl.col("latency_s").filter(pl.col("status") == "ok").mean().round(2).alias("mean_latency_s"))

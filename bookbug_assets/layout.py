@@ -12,6 +12,7 @@ maps to. Keeping the three uses on one spelling is what lets an unreviewed book 
     books/<book>/quality/<target>.json      QualityVerdict of the target's current image
     books/<book>/review/state.json          ReviewState folded from the book's review files
     books/<book>/<book>.pdf                 the reading / print PDF; provenance.json beside it
+    books/<book>/print/<platform>-interior.pdf | -cover.pdf | -print.json   files for a print platform
     styles/<style>/dataset.json | lora.json | quality_profile-<hash>.json | trained/<job>.json
     cache/<k[:2]>/<k>.json, journal/<k>.json   generation's content-hash cache and its job journal
     cache/outcomes/<k[:2]>/<k>.json         a request refused (or failed for its input): not paid for again
@@ -110,6 +111,11 @@ def pdf_key(book_id: str) -> str:
 
 def provenance_key(book_id: str) -> str:
     return book_key(book_id, "provenance.json")
+
+
+def print_file_key(book_id: str, platform: str, part: str) -> str:
+    """A file for a print platform: part is "interior.pdf", "cover.pdf" or "print.json" (what was padded, sized)."""
+    return book_key(book_id, f"print/{platform}-{part}")
 
 
 def style_key(style: str, name: str) -> str:

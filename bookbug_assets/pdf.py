@@ -196,6 +196,8 @@ def _draw_text(c: Canvas, geom: _Geom, panel: _Panel, y0: float) -> None:
 
 
 def _draw_watermark(c: Canvas, geom: _Geom, word: str) -> None:
+    # The one PREVIEW mark a proof gets: preview renders carry no stamp of their own (providers/preview.py), so
+    # the mark is on every page of the book, as text a preflight reads, and is never drawn twice.
     x0, y0, x1, y1 = geom.safe
     theta = math.atan2(geom.media_h, geom.media_w)
     per_pt, cap = pdfmetrics.stringWidth(word, BOLD, 1), 0.75

@@ -13,9 +13,11 @@ from datetime import datetime, timezone
 
 from bookbug_assets.layout import (
     GenerationRecord, NotMaterialized, book_targets, load_page_records, load_record, load_story_record, page_number,
-    page_target, pdf_key, provenance_key, record_key, verdict_key,
+    page_target, pdf_key, provenance_key, record_key,
 )
+from bookbug_assets.gate_outcome import page_gate_line
 from bookbug_assets.pdf import PdfPage, PdfResult, PdfSpec, build_book_pdf
+from bookbug_assets.quality.verdicts import load_verdicts
 from bookbug_assets.rendering import drawn_for, reference
 from bookbug_assets.review import Approval, approval_status, refused_images
 from bookbug_assets.storage import ArtifactStore
@@ -86,10 +88,18 @@ def _check_pages(store: ArtifactStore, story: Story, pages: dict, now: dict[str,
     missing = [t for t in book_targets(story)[2:] if t not in pages]
     stale = [t for t, r in pages.items() if r.drawn_for and r.drawn_for != now]  # older records carry no stamp
     if missing:
-        failed = [t for t in missing if store.exists(verdict_key(story.book_id, t))]
-        raise BookNotReady(f"{story.book_id}: pages {_numbers(missing)} have no accepted image yet"
-                           + (f" ({_numbers(failed)} failed their quality gate)" if failed else "")
-                           + "; materialize book_pages for them first")
+        # A page without a record either failed its gate (its verdict says so, with every attempt) or never ran.
+        verdicts = load_verdicts(store, story.book_id)
+        failed = [t for t in missing if t in verdicts and not verdicts[t].accepted]
+        unrendered = [t for t in missing if t not in failed]
+        problems = [page_gate_line(verdicts[t], page_number(t)) for t in failed]
+        if unrendered:
+            problems.append(f"page{'s' if len(unrendered) > 1 else ''} {_numbers(unrendered)} "
+                            f"{'are' if len(unrendered) > 1 else 'is'} not rendered yet; materialize book_pages for "
+                            f"{'them' if len(unrendered) > 1 else 'it'} first")
+        fix = (f". A failed page goes into the book once an attempt passes (rerun book_pages with other thresholds or "
+               f"a changed scene) or a reviewer approves one in data/reviews/{story.book_id}.yaml") if failed else ""
+        raise BookNotReady(f"{story.book_id}: " + "; ".join(problems) + fix)
     if stale:
         raise BookNotReady(f"{story.book_id}: pages {_numbers(stale)} were drawn for an earlier version of the story "
                            f"or of its sprite sheet / hero page; materialize book_pages for them first (pages whose "

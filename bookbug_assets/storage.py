@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,12 +39,32 @@ def blob_key(sha: str, suffix: str) -> str:
     return f"blobs/{sha[:2]}/{sha}{suffix}"
 
 
+# O_EXCL: never open a file someone else made; O_NOFOLLOW: never write through a planted link (what mkstemp does).
+_TEMP_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+               | getattr(os, "O_BINARY", 0))
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new hidden temp file beside `path`, created with mode 0o666 so the kernel applies the process umask (and
+    a directory's default ACL) exactly as for any file the user makes: tempfile.mkstemp's fixed 0600 would leave
+    every PDF and image unreadable to anyone else whatever the umask. Asking the kernel beats reading the umask:
+    os.umask can only be read by setting it, which races other threads creating files meanwhile."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name beside {path}")
+
+
 @contextmanager
 def atomic_file(path: Path) -> Iterator[BinaryIO]:
     """Write `path` whole or not at all: a hidden temp file beside it (stores never list `.tmp` files), fsynced,
-    then renamed over it. A failed or killed write leaves the previous file as it was."""
+    then renamed over it. A failed or killed write leaves the previous file as it was. The file's mode is what
+    the process umask gives a new file (0644 under the usual 022), like any file the user writes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -52,7 +72,7 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
             os.fsync(handle.fileno())  # the bytes must be on disk before the rename makes them visible
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

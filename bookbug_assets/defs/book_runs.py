@@ -17,7 +17,7 @@ import dagster as dg
 from bookbug_assets.defs.books import references, story as story_module
 from bookbug_assets.defs.ledger import assets as ledger_assets
 from bookbug_assets.defs.pages import assets as page_assets
-from bookbug_assets.defs.partitions import books_partitions, page_slots_partitions
+from bookbug_assets.defs.partitions import books_partitions, page_slots_partitions, styles_partitions
 from bookbug_assets.defs.print import assets as print_assets
 from bookbug_assets.defs.resources import generation_pool
 from bookbug_assets.defs.styles import assets as style_assets
@@ -44,9 +44,9 @@ class BookGraph:
         """The book slice of the graph from its domains' own factories, bound to `resources` (the golden job runs
         its stories with a storage of its own; loading the whole project again inside a run would be wasteful)."""
         pool = generation_pool()
-        assets = [*style_assets.build_style_assets(resources["storage"].styles_path), story_module.story,
+        assets = [*style_assets.build_style_assets(), story_module.story,
                   *references.build_reference_assets(pool), page_assets.build_book_pages(pool), print_assets.book_pdf,
-                  ledger_assets.generation_ledger]
+                  ledger_assets.generation_ledger, ledger_assets.cost_report]
         checks = [references.sprite_sheet_quality, references.hero_page_quality, print_assets.book_pdf_preflight]
         return cls(assets, checks, resources)
 
@@ -70,6 +70,8 @@ def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInsta
     calibrated for.
     """
     instance.add_dynamic_partitions(books_partitions.name, [story.book_id])
+    if include_style and story.style not in instance.get_dynamic_partitions(styles_partitions.name):
+        instance.add_dynamic_partitions(styles_partitions.name, [story.style])
     missing_slots = sorted(set(story.page_keys) - set(instance.get_dynamic_partitions(page_slots_partitions.name)))
     if missing_slots:
         instance.add_dynamic_partitions(page_slots_partitions.name, missing_slots)
@@ -93,7 +95,7 @@ def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInsta
                               "hero_page_hero_page_quality")}),
         ("pages", ("book_pages",), {"run_config": ops("book_pages"), "tags": page_range}),
         ("pdf", ("book_pdf",), {"partition_key": story.book_id}),
-        ("ledger", ("generation_ledger",), {}),
+        ("ledger", ("generation_ledger", "cost_report"), {}),  # the book's costs shown with it, not only on demand
     ]
     results = {}
     for label, names, kwargs in steps:

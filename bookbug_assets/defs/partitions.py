@@ -1,4 +1,4 @@
-"""Partitions: books (dynamic), styles (one per folder), and pages as book x page (layout.page_partition).
+"""Partitions: books and styles (dynamic, added by their sensors), and pages as book x page (layout.page_partition).
 
 Pages are a MultiPartitionsDefinition over two dynamic dimensions, `book` and `page` (slots
 "001".."NNN", grown by the story sensor to the longest book seen). That keeps each page its own
@@ -11,20 +11,16 @@ a slot past the end of its story) and README explains the grey cells.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
-
-from bookbug_assets.styles import style_names
 
 books_partitions = dg.DynamicPartitionsDefinition(name="books")
 page_slots_partitions = dg.DynamicPartitionsDefinition(name="page_slots")
 book_pages_partitions = dg.MultiPartitionsDefinition({"book": books_partitions, "page": page_slots_partitions})
 
 
-def styles_partitions_for(styles_dir: Path) -> dg.StaticPartitionsDefinition:
-    """One partition per style folder present when the definitions load."""
-    return dg.StaticPartitionsDefinition(style_names(styles_dir) or ["default"])
+# One partition per accepted style folder, added by the style sensor (defs/styles/sensors.py) or by a book run
+# for its own style: a new folder appears without reloading the definitions.
+styles_partitions = dg.DynamicPartitionsDefinition(name="styles")
 
 
 def split_page_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:

@@ -32,6 +32,7 @@ class BookbugStorage(dg.ConfigurableResource):
     data_root: str = "data/outputs"
     stories_dir: str = "data/stories"
     styles_dir: str = "data/styles"
+    models_dir: str = "data/models"  # the only folder a style's `lora: {source: <path>}` is read from
 
     # S3 (AWS, MinIO, R2 via s3_endpoint_url): artifacts in s3://s3_bucket/s3_prefix/ when s3_bucket
     # is set; stories read from s3://s3_bucket/s3_stories_prefix when that is set too.
@@ -65,6 +66,10 @@ class BookbugStorage(dg.ConfigurableResource):
     @property
     def styles_path(self) -> Path:
         return Path(self.styles_dir)
+
+    @property
+    def models_path(self) -> Path:
+        return Path(self.models_dir)
 
 
 class LocalGpuSettings(dg.Config):
@@ -227,6 +232,7 @@ def storage_from_env() -> BookbugStorage:
         data_root=given.get("data_root") or os.environ.get("BOOKBUG_DATA_ROOT", "data/outputs"),
         stories_dir=given.get("stories_dir") or os.environ.get("BOOKBUG_STORIES_DIR", "data/stories"),
         styles_dir=given.get("styles_dir") or os.environ.get("BOOKBUG_STYLES_DIR", "data/styles"),
+        models_dir=given.get("models_dir") or os.environ.get("BOOKBUG_MODELS_DIR", "data/models"),
         s3_bucket=os.environ.get("BOOKBUG_S3_BUCKET") or None,
         s3_prefix=os.environ.get("BOOKBUG_S3_PREFIX", "outputs"),
         s3_stories_prefix=os.environ.get("BOOKBUG_S3_STORIES_PREFIX") or None,

@@ -254,7 +254,7 @@ class FalProvider(ImageProvider):
                 raise ConfigurationError(
                     f"fal loads LoRAs from a URL; LoRA {lora.name!r} has {lora.remote_ref!r} (train it on fal, "
                     "or point the style at a .safetensors URL)")
-            args["loras"] = [{"path": lora.remote_ref, "scale": min(4.0, max(-4.0, lora.scale))}]
+            args["loras"] = [{"path": spec.lora_path(lora.remote_ref), "scale": min(4.0, max(-4.0, lora.scale))}]
         return args
 
     def _reference_url(self, data: bytes) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bookbug_assets.providers.base import ModelCapabilities
+from bookbug_assets.providers.lora_refs import fal_lora_path
 from bookbug_assets.providers.replicate_models import fit_size, megapixels
 
 KONTEXT_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
@@ -62,6 +63,10 @@ class FalModel:
         else:
             price = self.caps.price_usd
         return round(price + (self.input_mp_usd or 0.0) * inputs, 4)
+
+    def lora_path(self, remote_ref: str) -> str:
+        """`loras[].path` for `remote_ref`: a URL fal's runners download (providers/lora_refs.py)."""
+        return fal_lora_path(self.caps.model, remote_ref)
 
 
 def _caps(model: str, **kw) -> ModelCapabilities:

@@ -260,7 +260,7 @@ class ReplicateProvider(ImageProvider):
         if not lora.remote_ref:
             raise ConfigurationError(f"LoRA {lora.name!r} has no remote reference a cloud model can load; "
                                      "train it on Replicate/fal or name a Hugging Face path or URL")
-        ref = lora.remote_ref
+        ref = spec.lora_ref(lora.remote_ref)
         version = _VERSION_REF.match(ref)
         if version and spec.lora_field == "lora_weights":
             # flux-dev-lora loads Replicate weights as owner/model/version.

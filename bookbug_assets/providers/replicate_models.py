@@ -25,6 +25,7 @@ from typing import Any
 from PIL import Image
 
 from bookbug_assets.providers.base import ConfigurationError, ImageRequest, ModelCapabilities
+from bookbug_assets.providers.lora_refs import cog_flux_lora_weights, lucataco_hf_lora
 
 # --- helpers shared with the fal module ---------------------------------------------------------
 
@@ -174,6 +175,14 @@ class ReplicateModel:
     # Where a request without references goes, for models that need one: the sprite sheet is
     # drawn before any reference exists, and a whole book must render on every listed model.
     t2i: str = ""
+
+    def lora_ref(self, remote_ref: str) -> str:
+        """`remote_ref` in a form this model's LoRA field loads (providers/lora_refs.py), else ConfigurationError."""
+        return _LORA_RULES[self.lora_field](self.caps.model, remote_ref)
+
+
+# Each LoRA field is one predictor's loader, with its own documented forms.
+_LORA_RULES = {"lora_weights": cog_flux_lora_weights, "hf_lora": lucataco_hf_lora}
 
 
 def _caps(model: str, **kw) -> ModelCapabilities:

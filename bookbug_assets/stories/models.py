@@ -7,10 +7,11 @@ a partition key or a prompt passes through these models first.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from bookbug_assets.quality_section import QualitySection
 from bookbug_assets.stories.text import plain_text_problem
 
 SLUG_PATTERN = r"^[a-z0-9-]{1,64}$"
@@ -43,6 +44,14 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 PageText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1200), AfterValidator(_text_lines)]
 SceneText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
                       AfterValidator(_text_lines)]
+# A visible trait the quality judge looks for on every page ("red knitted scarf"): one line, short enough to
+# check at a glance.
+Feature = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80),
+                    AfterValidator(_one_line)]
+MAX_FEATURES = 12
+# The back cover's blurb: a few sentences under the back-cover art, clear of the barcode box.
+BackCoverText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=600),
+                          AfterValidator(_text_lines)]
 
 
 def is_slug(value: str) -> bool:
@@ -67,12 +76,37 @@ class BookFormat(BaseModel):
                 round((self.trim_height_in + 2 * self.bleed_in) * self.dpi))
 
 
+class PrintTarget(BaseModel):
+    """Where the book is printed: the platform's rules (print_platforms.py) size the interior and the cover."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Literal["kdp", "ingramspark", "lulu", "generic"]
+    binding: Literal["paperback", "hardcover"] = "paperback"
+    paper: Literal["white", "cream", "premium-color", "standard-color"] = "premium-color"
+
+
 class Character(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Slug
     name: ShortText
     description: SceneText = Field(description="Looks, clothes, colours: repeated in every prompt that shows them.")
+    features: list[Feature] = Field(
+        default_factory=list, max_length=MAX_FEATURES,
+        description="Short visible traits the quality judge checks on every page, e.g. 'red knitted scarf'. "
+                    "Without them the judge works from the description.")
+
+    @field_validator("features")
+    @classmethod
+    def _features_are_distinct(cls, value: list[str]) -> list[str]:
+        # The judge answers per feature by its text: two spellings of one trait would get two answers.
+        seen = set()
+        for feature in value:
+            if feature.casefold() in seen:
+                raise ValueError(f"feature {feature!r} is listed twice")
+            seen.add(feature.casefold())
+        return value
 
 
 class Page(BaseModel):
@@ -98,6 +132,10 @@ class Story(BaseModel):
     provider: str | None = Field(None, description="Override, as <family>:<model>, e.g. replicate:google/nano-banana-pro")
     seed: int = Field(1234, ge=0, lt=2**31)
     budget_usd: float | None = Field(None, ge=0, description="Stop generating before this book costs more.")
+    quality: QualitySection | None = Field(None, description="This book's quality-gate limits; they win over the "
+                                                             "style's, and run config wins over them.")
+    print: PrintTarget | None = Field(None, description="The print-on-demand target; absent means the generic proof.")
+    back_cover_text: BackCoverText | None = Field(None, description="Plain text printed on the back cover.")
 
     @field_validator("provider")
     @classmethod
@@ -113,6 +151,21 @@ class Story(BaseModel):
         if family not in FAMILIES:
             raise ValueError(f"unknown provider family {family!r}; choose one of {', '.join(sorted(FAMILIES))}")
         return value
+
+    @model_validator(mode="after")
+    def _print_target_is_offered(self) -> Story:
+        if self.print is None:
+            return self
+        # Only the plain rule table, imported here: the platform rules need nothing from stories/.
+        from bookbug_assets.print_platforms import target_problem
+
+        problem = target_problem(self.print.platform, self.print.binding, self.print.paper,
+                                 self.format.trim_width_in, self.format.trim_height_in)
+        if problem:
+            where, why = problem
+            name = "format.trim_width_in x format.trim_height_in" if where == "trim" else f"print.{where}"
+            raise ValueError(f"{name}: {why}")
+        return self
 
     @model_validator(mode="after")
     def _characters_are_known(self) -> Story:

@@ -1,57 +1,50 @@
-"""Option A: use an existing LoRA. Fetch it once, hash it, pin it; later runs use the pinned copy."""
+"""Option A: use an existing LoRA. Fetch it once, check and hash it, pin it; later runs use the pinned copy.
+
+Where a source may come from and what it must be: lora_source.py and lora_file.py.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-import httpx
-
 from bookbug_assets.providers.base import LoraRef
 from bookbug_assets.storage import ArtifactStore
-from bookbug_assets.styles import ExistingLora
+from bookbug_assets.styles import ExistingLora, StyleError
+from bookbug_assets.training.lora_source import FetchPolicy, LoraSourceError, load_lora_source, source_url
 
-HF_RESOLVE = "https://huggingface.co/{repo}/resolve/main/{file}"
-
-
-def source_url(source: str) -> str | None:
-    """An https URL for remote sources; None for a local file."""
-    if source.startswith("hf:"):
-        parts = source[3:].split("/")
-        if len(parts) < 3:
-            raise ValueError(f"LoRA source {source!r}: expected hf:<owner>/<repo>/<file>.safetensors")
-        return HF_RESOLVE.format(repo="/".join(parts[:2]), file="/".join(parts[2:]))
-    if source.startswith(("https://", "http://")):
-        return source
-    return None
+# Pins written before sources were checked (lora_source.py) lack this mark and are fetched and checked again.
+PIN_CHECK = "lora-source-v1"
 
 
 def remote_ref_for(source: str) -> str | None:
-    """What a cloud model's LoRA field accepts: an HF path or a URL (a local file has none)."""
-    if source.startswith("hf:"):
-        return "huggingface.co/" + source[3:]
-    return source if source.startswith(("https://", "http://")) else None
+    """The model-independent reference a cloud model is given (providers/lora_refs.py picks each model's form):
+    the https URL of an hf:/https source; None for a local file, which no cloud model can reach."""
+    return source_url(source)
 
 
-def pin_existing_lora(store: ArtifactStore, lora: ExistingLora, name: str, timeout_s: float = 600.0) -> LoraRef:
+def pin_existing_lora(store: ArtifactStore, lora: ExistingLora, name: str, models_dir: Path,
+                      policy: FetchPolicy = FetchPolicy()) -> LoraRef:
+    """The style's LoRA, pinned by hash. `models_dir` is the only folder a local source may be read from."""
+    where = f"styles/{name}/style.yaml"
     pin_key = f"styles/{name}/pinned_lora.json"
-    if store.exists(pin_key):
-        pinned = LoraRef.model_validate(store.read_json(pin_key))
-        if pinned.remote_ref == remote_ref_for(lora.source) and store.exists(pinned.key or ""):
-            return pinned.model_copy(update={"scale": lora.scale, "trigger_word": lora.trigger_word})
-    url = source_url(lora.source)
-    if url is None:
-        data = Path(lora.source).expanduser().read_bytes()
-    else:
-        with httpx.Client(follow_redirects=True, timeout=timeout_s) as client:
-            response = client.get(url)
-            response.raise_for_status()
-            data = response.content
+    try:
+        remote_ref = remote_ref_for(lora.source)
+        if store.exists(pin_key):
+            stored = store.read_json(pin_key)
+            pinned = LoraRef.model_validate(stored)
+            if (stored.get("checked") == PIN_CHECK and stored.get("source") == lora.source
+                    and pinned.remote_ref == remote_ref and pinned.family == lora.family
+                    and store.exists(pinned.key or "")):
+                return pinned.model_copy(update={"scale": lora.scale, "trigger_word": lora.trigger_word})
+        data = load_lora_source(lora.source, lora.family, models_dir, policy)
+    except LoraSourceError as exc:
+        raise StyleError(f"{where}: lora.source: {exc}") from None
     sha = hashlib.sha256(data).hexdigest()
-    if lora.sha256 and lora.sha256 != sha:
-        raise ValueError(f"LoRA {lora.source!r}: downloaded sha256 {sha} does not match the pinned {lora.sha256}")
+    if lora.sha256 and lora.sha256.lower() != sha:
+        raise StyleError(f"{where}: lora.sha256: the LoRA's sha256 is {sha}, not the pinned {lora.sha256}")
     _, key = store.put_blob(data, ".safetensors")
-    pinned = LoraRef(name=f"{name}-{sha[:8]}", family=lora.family, sha256=sha, key=key,
-                     remote_ref=remote_ref_for(lora.source), trigger_word=lora.trigger_word, scale=lora.scale)
-    store.write_json(pin_key, pinned.model_dump())
+    pinned = LoraRef(name=f"{name}-{sha[:8]}", family=lora.family, sha256=sha, key=key, remote_ref=remote_ref,
+                     trigger_word=lora.trigger_word, scale=lora.scale)
+    store.write_json(pin_key, {**pinned.model_dump(), "checked": PIN_CHECK, "source": lora.source})
     return pinned

@@ -30,7 +30,10 @@ IMAGE_SIZE = {
     ],
     "default": "landscape_4_3",
 }
-LORA_ITEM = obj({"path": STR, "scale": rng("number", -4, 4, 1.0)}, ["path"])
+# `path`: "URL or the path to the LoRA weights" (https://fal.ai/models/fal-ai/flux-lora/api), downloaded by fal's
+# runner; its examples are URLs only (a CivitAI download, a .safetensors URL, a Hugging Face resolve URL), so a
+# string without a scheme (`huggingface.co/owner/repo/file.safetensors`) is answered 422 here.
+LORA_ITEM = obj({"path": URI, "scale": rng("number", -4, 4, 1.0)}, ["path"])
 KONTEXT_RATIOS = ["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
 NANO_RATIOS = ["auto", "21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16"]
 TOLERANCE6 = enum(["1", "2", "3", "4", "5", "6"], "2")

@@ -10,12 +10,14 @@ pages). Each entry:
 - nsfw_error: the prediction error the real model reports when its safety check trips
 - sizing: how the output size follows the input (see _schema.nominal_size)
 - max_safety_tolerance_with_image: BFL rule, a tighter cap once an input image is given
+- lora_loader: whose LoRA loader the model runs ("cog_flux" | "lucataco"); see _replicate_lora_loaders.py
 """
 
 from __future__ import annotations
 
 import hashlib
 
+from ._replicate_lora_loaders import LUCATACO_INVALID, lora_input_error  # noqa: F401 - the server's import
 from ._schema import BOOL, FLUX1_SIZES, INT, STR, URI, dflt, enum, obj, rng
 
 E005 = "The input or output was flagged as sensitive. Please try again with different inputs. (E005)"
@@ -152,12 +154,12 @@ REPLICATE_MODEL_SCHEMAS: dict[str, dict] = {
     },
     "black-forest-labs/flux-dev-lora": {
         "official": True, "kind": "prediction", "output": LIST_OUT, "nsfw_error": NSFW_COG_FLUX,
-        "sizing": {"mode": "flux1"},
+        "sizing": {"mode": "flux1"}, "lora_loader": "cog_flux",
         "input": obj({**_FLUX_DEV, **_LORA_EXTRA}, ["prompt"]),
     },
     "lucataco/flux-dev-lora": {
         "official": False, "kind": "prediction", "output": LIST_OUT, "nsfw_error": NSFW_DIFFUSERS,
-        "sizing": {"mode": "flux1"},
+        "sizing": {"mode": "flux1"}, "lora_loader": "lucataco",
         "input": obj({
             "prompt": STR,
             "aspect_ratio": enum(FLUX1_RATIOS, "1:1"),

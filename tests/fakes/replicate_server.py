@@ -47,7 +47,7 @@ from ._replicate_errors import (CUDA_OOM, GENERIC_FAILURE, INTERRUPTED, format_v
                                 throttled, unauthenticated)
 from ._replicate_jobs import TERMINAL, JobsMixin, _Job, _Model, _page, _public
 from ._schema import Issue, validate
-from .replicate_schemas import E005, REPLICATE_MODEL_SCHEMAS, version_id_for
+from .replicate_schemas import E005, REPLICATE_MODEL_SCHEMAS, lora_input_error, version_id_for
 
 __all__ = ["FakeReplicate", "REPLICATE_MODEL_SCHEMAS", "E005", "GENERIC_FAILURE", "CUDA_OOM", "INTERRUPTED"]
 
@@ -265,7 +265,8 @@ class FakeReplicate(JobsMixin, FakeHTTPServer):
                 s.lower() in prompt for s in per_key(self.refuse_prompts_containing, ref, []) or [])
             job = _Job(random_id(), "prediction", ref, vid, spec, inp, time.monotonic(),
                        float(per_key(self.latency_s, ref, 0.0) or 0.0), refused=refused,
-                       fail_with=None if refused else pop_knob(self, "fail_next_predictions", ref),
+                       fail_with=None if refused else (lora_input_error(spec, inp, self.url)
+                                                       or pop_knob(self, "fail_next_predictions", ref)),
                        webhook=body.get("webhook"))
             self.jobs[job.id] = job
             self.created_predictions.append({"id": job.id, "model": ref, "version": vid, "input": inp})

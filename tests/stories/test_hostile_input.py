@@ -144,7 +144,8 @@ def test_yaml_merge_keys_are_not_duplicates():
 def test_unquoted_comma_in_a_flow_mapping_gets_a_hint():
     text = EXAMPLE_YAML.replace(
         "  - id: olive\n    name: Olive\n"
-        "    description: a plump brown owl with round yellow spectacles and a green satchel\n",
+        "    description: a plump brown owl with round yellow spectacles and a green satchel\n"
+        "    features: [brown feathers, round yellow spectacles, green satchel]\n",
         "  - {id: olive, name: Olive, description: a plump brown owl, round yellow spectacles}\n")
     err = _error(text, "comma.yaml")
     assert _fields(err) == ["characters[1].round yellow spectacles"], err.problems

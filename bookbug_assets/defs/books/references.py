@@ -7,6 +7,7 @@ kept image with the check's own thresholds; pages refuse to draw against one tha
 
 import dagster as dg
 
+from bookbug_assets.defs.books.book_style import BOOK_STYLE
 from bookbug_assets.defs.common import (
     generation_context, image_metadata, user_errors, verdict_metadata,
 )
@@ -19,7 +20,7 @@ from bookbug_assets.quality.verdicts import quality_reference, recheck_reference
 from bookbug_assets.rendering import book_plan, reference_request, render_target
 from bookbug_assets.review import approved_sha, load_state
 
-STYLE_DEP = dg.AssetDep("style_lora", partition_mapping=dg.AllPartitionMapping())
+STYLE_DEP = dg.AssetDep(BOOK_STYLE)  # the book's own style only (book_style.py says why not style_lora itself)
 
 
 class ReferenceImageConfig(ImageGateConfig):

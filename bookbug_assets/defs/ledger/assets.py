@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from bookbug_assets.cost_report import (
-    LEDGER_PARQUET, REPORT_PARQUET, CostEstimate, cost_tables, markdown_table, summary_by_provider,
+    LEDGER_PARQUET, REPORT_PARQUET, CostEstimate, cost_tables, free, markdown_table, paid, summary_by_provider,
 )
 from bookbug_assets.cost_report import estimate_book_cost as _estimate
 from bookbug_assets.defs.gate_config import ImageGateConfig
@@ -34,7 +34,8 @@ def generation_ledger(context: dg.AssetExecutionContext, storage: BookbugStorage
     summary = summary_by_provider(frame) if frame.height else frame
     return dg.MaterializeResult(metadata={
         "rows": frame.height,
-        "paid_generations": int((frame["status"] == "ok").sum()) if frame.height else 0,
+        "paid_generations": int(frame.select(paid().sum()).item()) if frame.height else 0,  # billed, not previews
+        "free_generations": int(frame.select(free().sum()).item()) if frame.height else 0,
         "cache_hits": int(frame["cache_hit"].sum()) if frame.height else 0,
         "total_cost_usd": dg.MetadataValue.float(round(float(frame["cost_usd"].sum()), 4) if frame.height else 0.0),
         "by_provider": dg.MetadataValue.md(markdown_table(summary) if frame.height else "no generations yet"),

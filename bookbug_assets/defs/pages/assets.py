@@ -25,6 +25,7 @@ from bookbug_assets.defs.common import generation_context, image_metadata, user_
 from bookbug_assets.defs.gate_config import ImageGateConfig
 from bookbug_assets.defs.partitions import book_pages_partitions, split_page_key
 from bookbug_assets.defs.resources import BookbugStorage, ImageProviders, generation_pool
+from bookbug_assets.gate_outcome import page_gate_line
 from bookbug_assets.layout import BOOK_TARGETS, load_story_record, page_partition, page_target
 from bookbug_assets.quality.gate import attempts_markdown
 from bookbug_assets.quality.verdicts import QualityVerdict, quality_reference
@@ -42,11 +43,14 @@ class BookPagesConfig(ImageGateConfig):
     """The pages' quality gate and regeneration (see quality.gate.render_with_gate)."""
 
 
-def check_evaluation(verdict: QualityVerdict, partition: str) -> dg.AssetCheckEvaluation:
+def check_evaluation(verdict: QualityVerdict, partition: str, max_attempts: int | None = None
+                     ) -> dg.AssetCheckEvaluation:
     """One evaluation for one page partition: what a step that materializes many partitions can emit."""
     return dg.AssetCheckEvaluation(asset_key=page_check_spec.asset_key, check_name=page_check_spec.name,
                                    passed=verdict.accepted, metadata=verdict_metadata(verdict.summary(), verdict.scores),
-                                   severity=dg.AssetCheckSeverity.ERROR, description=verdict.description(),
+                                   severity=dg.AssetCheckSeverity.ERROR,
+                                   description=page_gate_line(verdict, int(split_page_key(partition)[1]),
+                                                              max_attempts),
                                    blocking=page_check_spec.blocking, partition=partition)
 
 
@@ -100,7 +104,7 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
                         continue
                     record, verdict = future.result()
                     yield from _page_events(context, store, story, page, record, verdict, check_selected,
-                                            f"({done_count}/{len(pages)})")
+                                            f"{done_count}/{len(pages)}", gate.max_attempts)
         except BaseException:
             cancelled = ctx.cancel_in_flight()  # the run is being terminated: stop paying for pages
             if cancelled:
@@ -115,21 +119,31 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
 
 
 def _page_events(context, store, story, page: str, record, verdict: QualityVerdict, check_selected: bool,
-                 progress: str):
+                 progress: str, max_attempts: int):
     number = int(page)
     partition = page_partition(story.book_id, page)
-    context.log.info(f"{story.book_id} page {number} done {progress} "
-                     f"{'cache hit' if record.cache_hit else f'${record.cost_usd:.3f}'}; {verdict.description()}")
+    outcome = page_gate_line(verdict, number, max_attempts)
+    cost = "cache hit" if record.cache_hit else f"${record.cost_usd:.3f}"
+    if verdict.accepted:
+        context.log.info(f"{story.book_id} {outcome} ({progress}, {cost})")
+    else:
+        context.log.warning(f"{story.book_id} {outcome} ({progress}); not kept for the book")
+    # A failed page is still materialized (its image is what a reviewer approves or rejects), but every field
+    # says it failed: the book has no record of it, and book_pdf refuses the book naming it.
     yield dg.AssetMaterialization(
         asset_key=context.asset_key, partition=partition,
         metadata={**image_metadata(store, record, f"page {number}"), "book": story.book_id, "page": number,
                   "text": story.pages[number - 1].text, "scene": story.pages[number - 1].scene,
-                  "quality": verdict.description(), "accepted": verdict.accepted, "winning_attempt": verdict.winner,
-                  "attempts": len(verdict.attempts),
+                  "quality": outcome, "accepted": verdict.accepted, "winning_attempt": verdict.winner,
+                  # the gate's attempts at this page (each a new image); `requests`: the provider's tries for
+                  # the kept one (a create retried after a 5xx), which image_metadata names `attempts`
+                  "attempts": len(verdict.attempts), "failed_attempts": sum(not a.passed for a in verdict.attempts),
+                  "requests": record.attempts,
+                  "in_book": verdict.accepted,
                   "attempts_table": dg.MetadataValue.md(attempts_markdown(verdict))},
         tags={"dagster/data_version": record.image_sha256[:16]})
     if check_selected:
-        yield check_evaluation(verdict, partition)
+        yield check_evaluation(verdict, partition, max_attempts)
 
 
 def build_book_pages(pool: str | None = None) -> dg.AssetsDefinition:

@@ -3,7 +3,9 @@
 import os
 
 import dagster as dg
+import polars as pl
 
+from bookbug_assets.cost_report import BookCost, book_cost, markdown_table
 from bookbug_assets.defs.common import thumbnail_md, user_errors
 from bookbug_assets.defs.partitions import books_partitions
 from bookbug_assets.defs.resources import BookbugStorage
@@ -27,7 +29,8 @@ def book_pdf(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.M
         book = print_book(store, book_id, approval_required=required)
     out = store.local_path(book.key)
     result, approval = book.result, book.approval
-    context.log.info(f"book PDF for {book_id}: {out}")
+    cost = book_cost(store, book_id)
+    context.log.info(f"book PDF for {book_id}: {out}; {cost.line()}")
     return dg.MaterializeResult(
         data_version=dg.DataVersion(result.sha256[:16]),
         metadata={"pdf": dg.MetadataValue.path(str(out)), "pages": result.page_count, "preview": result.preview,
@@ -35,8 +38,20 @@ def book_pdf(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.M
                   "unapproved": ", ".join(approval.unapproved) if approval.required else "approval not required",
                   "page_size_in": f"{result.width_pt / 72:.3f} x {result.height_pt / 72:.3f}",
                   "upscaled_pages": ", ".join(result.upscaled_pages) or "none",
-                  "cost_usd": dg.MetadataValue.float(round(sum(r.cost_usd for r in book.records.values()), 4)),
+                  **_cost_metadata(cost),
                   "cover": thumbnail_md(store.read_bytes(book.cover.image_key), "cover"), "sha256": result.sha256})
+
+
+def _cost_metadata(cost: BookCost) -> dict:
+    """The book's cost on its own materialization, so every run that makes the book shows it (the cost_report
+    asset has the same numbers for every book)."""
+    per = cost.cost_per_acceptable_usd
+    return {"cost_usd": dg.MetadataValue.float(cost.cost_usd), "paid_generations": cost.paid_generations,
+            "free_generations": cost.free_generations, "cached_generations": cost.cached_generations,
+            "failed_generations": cost.failed_generations,
+            "cost_per_acceptable_usd": dg.MetadataValue.float(per) if per is not None else "no acceptable image",
+            "cost": dg.MetadataValue.md(cost.line() + "\n\n" + (markdown_table(pl.DataFrame(cost.by_provider))
+                                                                 if cost.by_provider else "no generations"))}
 
 
 @dg.asset_check(asset="book_pdf", partitions_def=books_partitions, blocking=False,
