@@ -128,6 +128,8 @@ def render_references(defs, instance, story, checks=True):
     missing = set(story.page_keys) - set(instance.get_dynamic_partitions(page_slots_partitions.name))
     if missing:
         instance.add_dynamic_partitions(page_slots_partitions.name, sorted(missing))
+    if story.style not in instance.get_dynamic_partitions("styles"):
+        instance.add_dynamic_partitions("styles", [story.style])  # the style sensor's job in a deployment
     dg.materialize(_assets(defs, "style_dataset", "style_lora"), instance=instance,
                    resources=defs.resources, partition_key=story.style)
     extra = [sprite_sheet_quality, hero_page_quality] if checks else []

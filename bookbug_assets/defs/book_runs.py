@@ -19,6 +19,7 @@ from bookbug_assets.defs.ledger import assets as ledger_assets
 from bookbug_assets.defs.pages import assets as page_assets
 from bookbug_assets.defs.partitions import books_partitions, page_slots_partitions, styles_partitions
 from bookbug_assets.defs.print import assets as print_assets
+from bookbug_assets.defs.print import platform_assets
 from bookbug_assets.defs.resources import generation_pool
 from bookbug_assets.defs.styles import assets as style_assets
 from bookbug_assets.layout import page_partition
@@ -46,8 +47,10 @@ class BookGraph:
         pool = generation_pool()
         assets = [*style_assets.build_style_assets(), story_module.story,
                   *references.build_reference_assets(pool), page_assets.build_book_pages(pool), print_assets.book_pdf,
+                  platform_assets.book_interior_asset(), platform_assets.book_cover_asset(pool),
                   ledger_assets.generation_ledger, ledger_assets.cost_report]
-        checks = [references.sprite_sheet_quality, references.hero_page_quality, print_assets.book_pdf_preflight]
+        checks = [references.sprite_sheet_quality, references.hero_page_quality, print_assets.book_pdf_preflight,
+                  platform_assets.book_interior_preflight, platform_assets.book_cover_preflight]
         return cls(assets, checks, resources)
 
 
@@ -95,6 +98,7 @@ def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInsta
                               "hero_page_hero_page_quality")}),
         ("pages", ("book_pages",), {"run_config": ops("book_pages"), "tags": page_range}),
         ("pdf", ("book_pdf",), {"partition_key": story.book_id}),
+        *([("print", ("book_interior", "book_cover"), {"partition_key": story.book_id})] if story.print else []),
         ("ledger", ("generation_ledger", "cost_report"), {}),  # the book's costs shown with it, not only on demand
     ]
     results = {}

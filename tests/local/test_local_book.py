@@ -88,6 +88,7 @@ def test_switching_to_fp8_weights_draws_again_and_says_so(workspace, defs_for, i
     shutil.copy(EXAMPLE, workspace["stories"] / EXAMPLE.name)
     story = load_story_file(workspace["stories"] / EXAMPLE.name, {"soft-meadow"})
     instance.add_dynamic_partitions(books_partitions.name, [story.book_id])
+    instance.add_dynamic_partitions("styles", [story.style])
 
     def sheet(quantize: str) -> dict:
         monkeypatch.setenv("BOOKBUG_LOCAL_QUANTIZE", quantize)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from bookbug_assets.defs.books.book_style import observe_book_style
 from bookbug_assets.defs.common import user_errors
 from bookbug_assets.defs.ledger.assets import estimate_book_cost
 from bookbug_assets.defs.partitions import books_partitions
@@ -31,6 +32,7 @@ def story(context: dg.AssetExecutionContext, storage: BookbugStorage,
             sha = hashlib.sha256(path.read_bytes()).hexdigest()
     store = storage.store()
     store.write_json(story_key(book_id), StoryRecord(source=path.name, sha256=sha, story=parsed).model_dump(mode="json"))
+    observe_book_style(context, store, book_id, parsed.style)  # the style version its images will be drawn with
     # The first lines of every book run: what this book will cost before anything is paid.
     estimate = estimate_book_cost(parsed, image_providers, store)
     context.log.info(estimate.line())
