@@ -1,7 +1,7 @@
 """Style datasets: a folder of images with captions and a style.yaml, and the profile derived from it.
 
 data/styles/<name>/
-  style.yaml        prompt prefix, trigger word, trainer, optional existing LoRA
+  style.yaml        prompt prefix, trigger word, trainer, optional existing LoRA, optional quality: limits
   images/NN.png     20-50 images
   images/NN.txt     one caption per image
 """
@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bookbug_assets.quality_section import QualitySection
 from bookbug_assets.stories.models import is_slug
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -48,6 +49,8 @@ class StyleConfig(BaseModel):
     training_steps: int = Field(1000, ge=10, le=10000)
     lora_rank: int = Field(16, ge=1, le=128)
     lora: ExistingLora | None = None
+    quality: QualitySection | None = Field(None, description="The quality gate's limits for this style's books "
+                                                             "(README: tuning a style's gate)")
 
 
 class StyleError(ValueError):
@@ -75,8 +78,13 @@ def load_style_config(style_dir: Path) -> StyleConfig:
         raise StyleError(f"{path}: missing; every style folder needs a style.yaml")
     try:
         return StyleConfig.model_validate(yaml.safe_load(path.read_text()) or {})
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise StyleError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise StyleError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except ValidationError as exc:
+        # One line per problem, each naming its field (e.g. quality.max_clipping), not pydantic's report.
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+                             for e in exc.errors())
+        raise StyleError(f"{path}: {problems}") from None
 
 
 def dataset_items(style_dir: Path) -> list[DatasetItem]:
@@ -98,7 +106,9 @@ def dataset_items(style_dir: Path) -> list[DatasetItem]:
 
 
 def dataset_hash(items: list[DatasetItem], config: StyleConfig) -> str:
-    digest = hashlib.sha256(config.model_dump_json().encode())
+    # The gate's limits are not part of the dataset: tuning them must not retrain a LoRA or change the
+    # dataset's version (and hashes of styles from before the field existed stay as they were).
+    digest = hashlib.sha256(config.model_dump_json(exclude={"quality"}).encode())
     for item in items:
         digest.update(f"{item.image}\0{item.sha256}\0{item.caption}\n".encode())
     return digest.hexdigest()

@@ -1,42 +1,60 @@
 """The quality gates as run config (launchpad, `bookbug book --thresholds`): thresholds and redraw attempts.
 
-The defaults are the quality package's calibration (quality.Thresholds), the single source of the
-numbers; README "Quality gates" says how they were measured.
+A threshold left unset here is the book's: its story's `quality:` section, else its style's style.yaml
+`quality:` section, else the calibrated default (quality.Thresholds, with the off-style limit calibrated from
+the style's own images); one set here wins over all of them for this run (quality.book_limits). Sensor-started
+runs set none, so a style's or story's settings are what tune them. README "Tuning a style's gate".
 """
 
-from dataclasses import fields
+from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
 from bookbug_assets.quality.artifacts import Thresholds
+from bookbug_assets.quality.book_limits import LIMIT_FIELDS
 from bookbug_assets.quality.gate import GateSettings
 
 _DEFAULTS = Thresholds()
+_UNSET = " Unset: the story's, else the style's quality: setting, else {default}."
+
+
+def _describe(text: str, name: str) -> str:
+    default = "the limit calibrated from the style's images" if name == "max_style_distance" else \
+        f"{getattr(_DEFAULTS, name):g}"
+    return text + _UNSET.format(default=default)
 
 
 class QualityThresholds(dg.Config):
-    """quality.Thresholds as run config; defaults calibrated there and checked against preview renders
-    (must pass) and planted bad images (must fail)."""
+    """quality.Thresholds as run config: a field set here wins over the book's story and style settings."""
 
-    min_blur: float = Field(_DEFAULTS.min_blur, description="Laplacian variance at 512 px; below = blurred.")
-    max_grid: float = Field(_DEFAULTS.max_grid, description="Spectral peak at 8/16/32-px periods; above = grid.")
-    max_uniformity: float = Field(_DEFAULTS.max_uniformity, description="Share of one colour; above = blank.")
-    max_clipping: float = Field(_DEFAULTS.max_clipping, description="Share of coloured pixels pinned at 0/255.")
-    aspect_tol: float = Field(_DEFAULTS.aspect_tol, description="Relative aspect error vs the request.")
-    max_style_distance: float = Field(_DEFAULTS.max_style_distance,
-                                      description="0 = the style dataset's colours, 1 = nothing in common.")
-    min_character_similarity: float = Field(_DEFAULTS.min_character_similarity,
-                                            description="Best-matching region vs the sprite sheet, 0-1.")
-    gate_character_on_previews: bool = Field(False, description="Previews draw tokens; their similarity is "
-                                                                "reported, not gated, unless this is set.")
+    min_blur: Optional[float] = Field(None, description=_describe("Laplacian variance at 512 px; below = blurred.",
+                                                                  "min_blur"))
+    max_grid: Optional[float] = Field(None, description=_describe("Spectral peak at 8/16/32-px periods; above = "
+                                                                  "grid.", "max_grid"))
+    max_uniformity: Optional[float] = Field(None, description=_describe("Share of one colour; above = blank.",
+                                                                        "max_uniformity"))
+    max_clipping: Optional[float] = Field(None, description=_describe("Share of pixels whose colour lost detail at "
+                                                                      "0/255.", "max_clipping"))
+    aspect_tol: Optional[float] = Field(None, description=_describe("Relative aspect error vs the request.",
+                                                                    "aspect_tol"))
+    max_style_distance: Optional[float] = Field(None, description=_describe(
+        "0 = the style dataset's colours, 1 = nothing in common.", "max_style_distance"))
+    min_character_similarity: Optional[float] = Field(None, description=_describe(
+        "Best-matching region vs the sprite sheet, 0-1.", "min_character_similarity"))
+    gate_character_on_previews: Optional[bool] = Field(None, description="Previews draw tokens; their similarity "
+                                                                         "is reported, not gated, unless this is "
+                                                                         "set (unset: the story's or style's "
+                                                                         "setting, else false).")
 
     def gate(self) -> Thresholds:
-        return Thresholds(**{f.name: getattr(self, f.name) for f in fields(Thresholds)})
+        """The set fields, marked explicit, over the defaults (the book's limits fill in the rest)."""
+        chosen = {name: getattr(self, name) for name in LIMIT_FIELDS if getattr(self, name) is not None}
+        return Thresholds(**chosen, explicit=frozenset(chosen))
 
 
 class ImageGateConfig(dg.Config):
-    """Run config of an asset that draws through the gate; its thresholds default to the calibrated ones."""
+    """Run config of an asset that draws through the gate; unset thresholds are the book's (see module doc)."""
 
     max_attempts: int = Field(3, ge=1, le=10, description="Renders per image, counting the first, while it "
                                                           "fails its quality gate and the budget allows.")
@@ -44,6 +62,7 @@ class ImageGateConfig(dg.Config):
     thresholds: QualityThresholds = QualityThresholds()
 
     def settings(self) -> GateSettings:
+        # gate_character_on_previews None = not set for this run: assess_image takes the book's setting.
         return GateSettings(max_attempts=self.max_attempts, quality_gate=self.quality_gate,
                             thresholds=self.thresholds.gate(),
                             gate_character_on_previews=self.thresholds.gate_character_on_previews)

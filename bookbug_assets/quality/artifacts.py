@@ -8,7 +8,7 @@ should be re-tuned once real accepted/rejected pages exist.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,11 @@ UNIFORM_SIDE = 64  # area-averaging to 64 px erases grain, so noisy grey mush co
 UNIFORM_DE = 8.0
 CLIP_SAMPLES = 512  # clipping is per pixel: subsample by stride, never by averaging
 CHROMA_SPAN = 48  # max-min channel spread above which a pixel is "coloured"
+CLIP_LEVEL = 1  # a channel at <= 1 or >= 254 sits at the limit (one level of slack for encoders' rounding)
+# Std (levels) of a channel over a 3x3 window above which it carries texture: the planted over-saturated pages
+# (colour x3, contrast x1.5) carry 3-15 in their unpinned channels. Grain on a colour at the limit does not
+# count (it takes the channel off the limit), and the area test in `clipping` drops isolated noisy pixels.
+CLIP_TEXTURE_SD = 3.0
 
 
 def _luma(image: Image.Image) -> Image.Image:
@@ -54,7 +59,7 @@ def grid_peaks(image: Image.Image, periods: tuple[int, ...] = (8, 16, 32)) -> di
     blocks put edges every P pixels, aligned with the image origin. Averaging
     |d/dx| over all rows adds those edges coherently while content edges fall
     at random columns, so the column profile's spectrum shows a spike at
-    frequency 1/P. The ratio is the spike over the median of its neighbours:
+    frequency 1/P. The ratio is the spike over the mean of its neighbours:
     ~1 for clean images, tens to hundreds for visible grids. The crop is
     native resolution because resampling would smear an 8-px period.
     """
@@ -76,7 +81,10 @@ def grid_peaks(image: Image.Image, periods: tuple[int, ...] = (8, 16, 32)) -> di
             neigh = np.concatenate([power[lo: max(lo, b - 1)], power[b + 2: hi]])
             if len(neigh) == 0:
                 continue
-            out[p] = max(out[p], float(power[b] / (np.median(neigh) + 1e-9)))
+            # The mean, not the median, of the neighbours: on a sparse flat picture (a few edges in one place,
+            # as flat styles and preview proofs are) the spectrum ripples down to nulls, the median sinks into
+            # them and an ordinary bin reads as a spike (preview proofs reached 16; with the mean <= 4.2).
+            out[p] = max(out[p], float(power[b] / (np.mean(neigh) + 1e-9)))
     return out
 
 
@@ -95,22 +103,44 @@ def uniformity(image: Image.Image) -> float:
     return float((((lab - med) ** 2).sum(1) <= UNIFORM_DE**2).mean())
 
 
-def clipping(image: Image.Image, include_neutral: bool = False) -> float:
-    """Fraction of pixels with a colour channel pinned at 0 or 255.
+def _neighbours(a: np.ndarray) -> list[np.ndarray]:
+    """The 9 views of `a` shifted over each pixel's 3x3 neighbourhood (edges repeated)."""
+    p = np.pad(a, ((1, 1), (1, 1)) + ((0, 0),) * (a.ndim - 2), mode="edge")
+    h, w = a.shape[:2]
+    return [p[dy: dy + h, dx: dx + w] for dy in range(3) for dx in range(3)]
 
-    Only coloured pixels count by default: paper white and ink black are
-    legitimate in picture books, whereas a red at (255, 0, 0) is what
-    over-saturated or over-contrasted output looks like.
+
+def clipping(image: Image.Image, include_neutral: bool = False) -> float:
+    """Share of pixels whose colour lost detail at the limits of the 8-bit range.
+
+    A channel at 0 or 255 is not by itself a defect: flat and vector styles paint magenta (255, 0, 255), cyan
+    and yellow, and a gradient fill can run along a channel at 255. Detail is lost where a channel is pinned
+    across a pixel's whole 3x3 neighbourhood while another channel of the same pixels still carries texture
+    (std > CLIP_TEXTURE_SD), over an area: the texture was there and the pinned channel cut it off, which is
+    what over-saturated or over-contrasted output looks like. Only coloured pixels count that way (a textured
+    paper white with red at 255 is still paper). ``include_neutral`` also counts pixels with all three channels
+    at the limit, blown white and crushed black, for styles where paper white and ink black are not expected.
     """
     rgb = to_rgb(image)
     step = max(1, max(rgb.size) // CLIP_SAMPLES)
     if step > 1:  # nearest-neighbour picks pixels; any averaging filter would hide pinned ones
         rgb = rgb.resize((max(1, rgb.width // step), max(1, rgb.height // step)), Image.Resampling.NEAREST)
-    a = np.asarray(rgb).astype(np.int16)
-    pinned = ((a <= 1) | (a >= 254)).any(-1)
-    if not include_neutral:
-        pinned &= (a.max(-1) - a.min(-1)) >= CHROMA_SPAN
-    return float(pinned.mean())
+    a = np.asarray(rgb).astype(np.int32)
+    at_limit = (a <= CLIP_LEVEL) | (a >= 255 - CLIP_LEVEL)
+    pinned_around = np.logical_and.reduce(_neighbours(at_limit)).any(-1)  # a channel at the limit in all 3x3
+    # 3x3 variance in exact integers: 81 var = 9 sum(x^2) - sum(x)^2
+    total = sum(_neighbours(a))
+    var81 = 9 * sum(_neighbours(a * a)) - total * total
+    textured = np.where(at_limit, 0, var81).max(-1) > 81 * CLIP_TEXTURE_SD**2  # in a channel not pinned
+    coloured = (a.max(-1) - a.min(-1)) >= CHROMA_SPAN
+    lost = coloured & pinned_around & textured
+    # An area, not a line: the anti-aliased edge between two flat colours that share a pinned channel (magenta
+    # on cyan) varies too, but only along a 1-3 px line. A morphological opening (3x3 erosion, then dilation)
+    # keeps areas of lost detail at their full size and drops lines.
+    lost &= np.logical_or.reduce(_neighbours(np.logical_and.reduce(_neighbours(lost))))
+    if include_neutral:
+        lost |= at_limit.all(-1) & ((a.max(-1) <= CLIP_LEVEL) | (a.min(-1) >= 255 - CLIP_LEVEL))
+    return float(lost.mean())
 
 
 @dataclass(frozen=True)
@@ -143,8 +173,10 @@ class Thresholds:
     """Gate limits. Defaults from synthetic flat-colour scenes (see module doc):
 
     * blur: sharp pages 76-480, Gaussian blur r=2 12-36, r=4 1-6;
-    * grid: clean pages 1.1-10.5, planted 8/16-px grids 13-1000, JPEG q20 up to 26;
-    * clipping: clean < 0.3 %, saturation x3 49-98 %;
+    * grid: clean pages 1.6-5.6, preview proofs in three palettes 1.4-4.2, planted 8/16-px grids 16-485
+      (32-px grids 6.7-41: caught through their 8/16-px harmonics or not at all), JPEG q20 3.6-15;
+    * clipping (detail lost at 0/255): clean pages and flat magenta/cyan/yellow drawings (also JPEG q75,
+      grain) <= 0.2 %, saturation x3 27-32 %;
     * style distance: same-palette pages 0.10-0.25, other palette 0.34-0.96;
     * character similarity: same character >= 0.70 in 99 % of pairs, while
       18 % of look-alike siblings also reach it. It is a drift alarm, not proof.
@@ -157,6 +189,15 @@ class Thresholds:
     aspect_tol: float = 0.02
     max_style_distance: float = 0.30
     min_character_similarity: float = 0.70
+    # The fields a person set for this run (run config): they win over a book's story and style settings and
+    # the style's calibrated limit (quality.book_limits). None: the fields whose values differ from these
+    # defaults, so a Thresholds built in code means what it says.
+    explicit: frozenset[str] | None = field(default=None, compare=False)
+
+    def set_fields(self) -> frozenset[str]:
+        if self.explicit is not None:
+            return self.explicit
+        return frozenset(f.name for f in fields(self) if f.name != "explicit" and getattr(self, f.name) != f.default)
 
 
 @dataclass
@@ -201,7 +242,8 @@ def assess(
         reasons.append(f"blank: {uni:.0%} of the image is one colour (> {t.max_uniformity:.0%})")
     metrics["clipping"] = clip = clipping(image)
     if clip > t.max_clipping:
-        reasons.append(f"clipped: {clip:.1%} of pixels have pinned colour channels (> {t.max_clipping:.0%})")
+        reasons.append(f"clipped: {clip:.1%} of pixels lost detail at a pinned colour channel "
+                       f"(> {t.max_clipping:.0%})")
     if expected_size is not None:
         sc = size_check(image, expected_size[0], expected_size[1], t.aspect_tol)
         metrics["aspect_error"] = sc.aspect_error

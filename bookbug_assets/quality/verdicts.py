@@ -7,13 +7,19 @@ each image leaves in the store (layout.verdict_key) for the cost report, the rev
 runs and book_pdf.
 
 Preview renders are storyboard tokens, not characters: on them the character measure is reported
-but not gated, and the notes say so.
+but not gated, and the notes say so. Nor is their style distance gated: the preview renderer paints its sky
+and ground from the style's palette by construction and adds tokens and white caption cards that belong to
+no style, so the distance measures the proof's layout (a flat chibi style's previews sit at 0.38-0.62 while
+its own images sit at 0.03-0.10 from its profile), and a redraw with a new seed cannot bring it closer.
+A real render is gated against the style's own calibrated limit (book_limits).
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,9 +27,10 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from bookbug_assets.layout import load_record, style_quality_profile_key, verdict_key, verdicts_prefix
-from bookbug_assets.quality.artifacts import Thresholds, assess
+from bookbug_assets.quality.artifacts import Thresholds, assess, blur_score
+from bookbug_assets.quality.book_limits import BookLimits, book_limits, limits_note, run_limits
 from bookbug_assets.quality.character import CharacterModel, character_model, character_similarity
-from bookbug_assets.quality.style import StyleProfile, style_distance, style_profile
+from bookbug_assets.quality.style import StyleProfile, calibrated_style_profile, style_distance
 from bookbug_assets.storage import ArtifactStore
 from bookbug_assets.stories.models import Story
 from bookbug_assets.styles import dataset_hash, dataset_items, load_style_config
@@ -43,30 +50,45 @@ class QualityReference:
     style: StyleProfile
     character: CharacterModel | None  # None when the sprite sheet looks blank
     sheet_is_preview: bool = False  # a preview sheet holds tokens: nothing to compare a character with
+    limits: BookLimits = field(default_factory=BookLimits)  # the book's limits before the run's config
 
 
 def style_quality_profile(store: ArtifactStore, styles_dir: Path, style: str) -> StyleProfile:
-    """The style dataset's colour profile, cached in the store under the dataset's hash."""
+    """The style dataset's colour profile with its calibrated off-style limit, cached in the store under the
+    dataset's hash (a profile cached before calibration existed is computed again)."""
     style_dir = styles_dir / style
     items = dataset_items(style_dir)
     key = style_quality_profile_key(style, dataset_hash(items, load_style_config(style_dir)))
     if store.exists(key):
-        return StyleProfile.from_dict(store.read_json(key))
+        cached = StyleProfile.from_dict(store.read_json(key))
+        if cached.calibration is not None and cached.calibration.blur_p5 is not None:
+            return cached
     images = [Image.open(style_dir / "images" / item.image) for item in items]
-    profile = style_profile(images)
+    profile = calibrated_style_profile(images)
+    if profile.calibration is not None:
+        blur_p5 = float(np.percentile([blur_score(im) for im in images], 5))
+        profile = replace(profile, calibration=replace(profile.calibration, blur_p5=blur_p5))
     store.write_json(key, profile.to_dict())
     return profile
 
 
+def style_limits(store: ArtifactStore, styles_dir: Path, story: Story) -> tuple[StyleProfile, BookLimits]:
+    """The book's style profile and its limits: calibrated default < style.yaml quality: < story quality:."""
+    profile = style_quality_profile(store, styles_dir, story.style)
+    style_quality = load_style_config(styles_dir / story.style).quality
+    return profile, book_limits(story.style, profile, style_quality, story.book_id, story.quality)
+
+
 def quality_reference(store: ArtifactStore, styles_dir: Path, story: Story) -> QualityReference:
     sheet = load_record(store, story.book_id, "sprite_sheet")
-    return QualityReference(style_quality_profile(store, styles_dir, story.style),
-                            _character_model(store.read_bytes(sheet.image_key)), sheet.is_preview)
+    profile, limits = style_limits(store, styles_dir, story)
+    return QualityReference(profile, _character_model(store.read_bytes(sheet.image_key)), sheet.is_preview, limits)
 
 
 def sheet_reference(store: ArtifactStore, styles_dir: Path, story: Story) -> QualityReference:
     """What the sprite sheet itself is judged against: the style only (it is the character reference)."""
-    return QualityReference(style_quality_profile(store, styles_dir, story.style), None)
+    profile, limits = style_limits(store, styles_dir, story)
+    return QualityReference(profile, None, limits=limits)
 
 
 def _character_model(data: bytes) -> CharacterModel | None:
@@ -78,25 +100,31 @@ def _character_model(data: bytes) -> CharacterModel | None:
 
 def assess_image(data: bytes, ref: QualityReference, thresholds: Thresholds, *, kind: str, is_preview: bool,
                  has_characters: bool, size: tuple[int, int] | None = None,
-                 gate_character_on_previews: bool = False) -> Assessment:
+                 gate_character_on_previews: bool | None = None) -> Assessment:
     """quality.assess with what applies to this image gated, and the rest reported with a note why.
 
     `kind` is sprite_sheet, hero_page or page. A sprite sheet is not judged for style (it is mostly
-    plain background) or character (it is the reference); a preview, or any page drawn against a
-    preview sheet, is not gated on character similarity (storyboard tokens, not characters).
+    plain background) or character (it is the reference); a preview is not judged for style (module doc),
+    and a preview, or any page drawn against a preview sheet, not for character similarity (storyboard tokens,
+    not characters). `thresholds`' explicitly set fields (run config) win over the book's limits in `ref`;
+    `gate_character_on_previews` None: the book's setting applies. The notes name the limits used.
     """
     image = Image.open(io.BytesIO(data)).convert("RGB")
-    gate_style = kind != "sprite_sheet"
+    t, preview_character, sources = run_limits(ref.limits, thresholds, gate_character_on_previews)
+    gate_style = kind != "sprite_sheet" and not is_preview
     wants_character = kind != "sprite_sheet" and has_characters
     preview = is_preview or ref.sheet_is_preview
-    gate_character = wants_character and ref.character is not None and (not preview or gate_character_on_previews)
-    report = assess(image, size, thresholds, style=ref.style if gate_style else None,
+    gate_character = wants_character and ref.character is not None and (not preview or preview_character)
+    report = assess(image, size, t, style=ref.style if gate_style else None,
                     reference=ref.character if gate_character else None)
     scores = dict(report.metrics)
     notes = []
     if not gate_style:
         scores["style_distance"] = style_distance(image, ref.style)
-        notes.append("style distance reported, not gated: a reference sheet is mostly plain background")
+        notes.append("style distance reported, not gated: " + (
+            "a reference sheet is mostly plain background" if kind == "sprite_sheet" else
+            "a preview paints its background from the style's palette and adds tokens and caption cards, so "
+            "the distance measures the proof's layout, not the style"))
     if wants_character and not gate_character:
         if ref.character is None:
             notes.append("character similarity not measured: the sprite sheet looks blank")
@@ -104,6 +132,8 @@ def assess_image(data: bytes, ref: QualityReference, thresholds: Thresholds, *, 
             scores["character_similarity"] = character_similarity(image, ref.character)
             notes.append("character similarity reported, not gated: preview renders draw storyboard tokens, "
                           "not characters")
+    if note := limits_note(t, preview_character, sources, style_gated=gate_style):
+        notes.append(note)
     return Assessment(passed=report.passed, scores={k: round(float(v), 4) for k, v in scores.items()},
                       failures=list(report.reasons), notes=notes)
 
@@ -173,7 +203,7 @@ def gate_refused(store: ArtifactStore, book_id: str, target: str, image_sha256: 
 
 
 def recheck_reference(store: ArtifactStore, styles_dir: Path, story: Story, target: str, thresholds: Thresholds,
-                      *, gate_character_on_previews: bool, approved_sha: str | None) -> QualityVerdict:
+                      *, gate_character_on_previews: bool | None, approved_sha: str | None) -> QualityVerdict:
     """The sprite sheet's or hero page's kept image judged again with a check's own thresholds.
 
     The asset's own gate may have drawn several attempts for this image: that history is kept, with the kept
