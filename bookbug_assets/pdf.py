@@ -195,21 +195,29 @@ def _draw_text(c: Canvas, geom: _Geom, panel: _Panel, y0: float) -> None:
             top -= size * LEADING
 
 
+WATERMARK_CAP = 0.75  # a bold capital's height per point of size
+
+
+def watermark_size(geom: _Geom, word: str) -> float:
+    """The largest size at which `word`, rotated along the page diagonal, still sits inside the safe area (so a
+    preflight sees no stray text)."""
+    x0, y0, x1, y1 = geom.safe
+    theta = math.atan2(geom.media_h, geom.media_w)
+    per_pt, cap = pdfmetrics.stringWidth(word, BOLD, 1), WATERMARK_CAP
+    return 0.9 * min((x1 - x0) / (per_pt * math.cos(theta) + cap * math.sin(theta)),
+                     (y1 - y0) / (per_pt * math.sin(theta) + cap * math.cos(theta)))
+
+
 def _draw_watermark(c: Canvas, geom: _Geom, word: str) -> None:
     # The one PREVIEW mark a proof gets: preview renders carry no stamp of their own (providers/preview.py), so
     # the mark is on every page of the book, as text a preflight reads, and is never drawn twice.
-    x0, y0, x1, y1 = geom.safe
-    theta = math.atan2(geom.media_h, geom.media_w)
-    per_pt, cap = pdfmetrics.stringWidth(word, BOLD, 1), 0.75
-    # largest size whose rotated box still sits inside the safe area (so a preflight sees no stray text)
-    size = 0.9 * min((x1 - x0) / (per_pt * math.cos(theta) + cap * math.sin(theta)),
-                     (y1 - y0) / (per_pt * math.sin(theta) + cap * math.cos(theta)))
+    size = watermark_size(geom, word)
     c.saveState()
     c.setFillColorRGB(0.85, 0.1, 0.1, alpha=0.3)   # previews never go to press, so live transparency is fine
     c.translate(geom.media_w / 2, geom.media_h / 2)
-    c.rotate(math.degrees(theta))
+    c.rotate(math.degrees(math.atan2(geom.media_h, geom.media_w)))  # along the page diagonal
     c.setFont(BOLD, size)
-    c.drawCentredString(0, -cap * size / 2, word)
+    c.drawCentredString(0, -WATERMARK_CAP * size / 2, word)
     c.restoreState()
 
 

@@ -36,7 +36,7 @@ from reportlab.pdfgen.canvas import Canvas
 
 from bookbug_assets.pdf import (
     _BUILD_LOCK, BOLD, JPEG_QUALITY, MIN_BODY_PT, REGULAR, PdfPage, _draw_text, _fit_panel, _Geom, _Info, _Jpeg,
-    _layout, _register_fonts, _render_image,
+    _layout, _register_fonts, _render_image, WATERMARK_CAP, watermark_size,
 )
 from bookbug_assets.print_platforms import (
     CoverSpread, PagePlan, cover_spread, interior_page, pixels, plan_pages, rules,
@@ -133,10 +133,8 @@ def _watermark(c: Canvas, geom: _Geom, word: str) -> None:
     and a preflight must judge the file by its watermark, not by a transparency the watermark brought in."""
     x0, y0, x1, y1 = geom.safe
     theta = math.atan2(geom.media_h, geom.media_w)
-    per_pt, cap = pdfmetrics.stringWidth(word, BOLD, 1), 0.75
-    # the largest size whose rotated box still sits inside the safe area (as pdf._draw_watermark)
-    size = 0.9 * min((x1 - x0) / (per_pt * math.cos(theta) + cap * math.sin(theta)),
-                     (y1 - y0) / (per_pt * math.sin(theta) + cap * math.cos(theta)))
+    size = watermark_size(geom, word)  # as pdf.py's mark: inside the safe area along the diagonal
+    per_pt, cap = pdfmetrics.stringWidth(word, BOLD, 1), WATERMARK_CAP
     c.saveState()
     c.setStrokeColorCMYK(0, 0.9, 0.9, 0)
     c.setLineWidth(max(1.0, size / 40))

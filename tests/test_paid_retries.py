@@ -64,10 +64,10 @@ def test_a_seed_taking_model_tries_a_new_seed_first():
 
 def test_gate_redraws_of_a_seedless_model_change_the_prompt_and_say_so():
     first = request()
-    seconds = [attempt_variation(first.model_copy(update={"seed": 100 + n}), n) for n in range(2, 10)]
+    redraws = [attempt_variation(first.model_copy(update={"seed": 100 + n}), n) for n in range(2, 10)]
     assert attempt_variation(first, 1) is first
-    assert len({r.prompt for r in seconds}) == len(seconds) and all(r.prompt != first.prompt for r in seconds)
-    assert "Composition for this attempt" in describe_change(first, seconds[0])
+    assert len({r.prompt for r in redraws}) == len(redraws) and all(r.prompt != first.prompt for r in redraws)
+    assert "Composition for this attempt" in describe_change(first, redraws[0])
 
 
 def test_a_refused_request_is_not_paid_for_again_on_rerun(ctx):

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import httpx
 from PIL import Image
 
+from bookbug_assets.providers.replicate_models import sniff_mime
 from bookbug_assets.quality.judge import JudgeReply, JudgeRequest, JudgeUnavailable
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
@@ -79,21 +80,11 @@ class JudgeConfigurationError(ValueError):
     """A judge that cannot be built as asked: an unknown model or no key."""
 
 
-def _mime(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
 def image_data_url(data: bytes, max_side: int = MAX_IMAGE_SIDE) -> str:
     """The image as a data: URL the API accepts (PNG, JPEG or WebP), downscaled to `max_side` when larger."""
-    mime = _mime(data)
+    mime = sniff_mime(data)
     image = Image.open(io.BytesIO(data))
-    if mime is None or max(image.size) > max_side:
+    if not mime.startswith("image/") or max(image.size) > max_side:
         image = image.convert("RGB")
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         out = io.BytesIO()

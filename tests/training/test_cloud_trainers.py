@@ -72,7 +72,7 @@ def test_replicate_training_then_flux_dev_lora(replicate_fake):
     new_version = replicate_fake.version_id(DEST)
     assert trained.remote_ref == f"{DEST}:{new_version}"
     assert trained.trigger_word == "SFTMDW" and trained.steps == 500 and trained.family == "flux1"
-    assert trained.cost_usd > 0 and trained.duration_s >= 0
+    assert trained.cost_usd > 0  # how long it took is a benchmark figure, not a test
     assert "weights=" not in repr(trained)
 
     # Using it: flux-dev-lora loads the destination version; a second training reuses the model.
