@@ -102,8 +102,9 @@ def loaded(tmp_path_factory):
 def test_every_spec_loads_from_the_defs_folder(loaded):
     repo = loaded.get_repository_def()
     assets = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
-    assert assets >= {"style_dataset", "style_lora", "book_style", "story", "sprite_sheet", "hero_page", "book_pages",
-                      "book_pdf", "generation_ledger", "cost_report", "provider_experiment"}
+    assert assets == {"style_dataset", "style_lora", "book_style", "story", "sprite_sheet", "hero_page", "book_pages",
+                      "book_pdf", "book_interior", "book_cover", "generation_ledger", "cost_report",
+                      "provider_experiment"}
     checks = {f"{k.asset_key.to_user_string()}:{k.name}" for k in repo.asset_graph.asset_check_keys}
     assert checks == {"sprite_sheet:sprite_sheet_quality", "hero_page:hero_page_quality",
                       "book_pages:page_quality", "book_pdf:book_pdf_preflight",
