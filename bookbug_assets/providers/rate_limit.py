@@ -6,9 +6,9 @@ each back off on their own keep colliding with the limit and burn their attempts
 although nothing was wrong with it. Here every thread takes its turn from one limiter:
 
 - a 429 closes the gate for everyone until the server's hint has passed (never a shorter, capped wait), and
-  doubles the spacing kept between creates afterwards (multiplicative decrease, as TCP does);
-- each create that is accepted shortens the spacing a little (additive increase), so a limiter that learnt a
-  low limit speeds up again when the account's limit is raised;
+  doubles the spacing kept between creates afterwards; only the first 429 of a burst counts, and a hint of 0
+  ("come back now") closes nothing;
+- each create that is accepted halves the spacing, so the limiter speeds up again as soon as creates go through;
 - a 429 costs the page nothing: it is not one of its attempts (generation.py), only time.
 
 A 429 is never billed, so waiting is always cheaper than failing the book; the job's own deadline still bounds it.
@@ -23,7 +23,6 @@ from typing import Callable
 DEFAULT_RETRY_AFTER_S = 5.0  # a 429 without a hint: wait this long before anyone creates again
 MIN_SPACING_S = 0.25  # the spacing a first 429 starts from
 MAX_SPACING_S = 60.0  # one create a minute: the lowest limit either service documents for an account in good standing
-RECOVERY_S = 0.25  # spacing given back by each accepted create
 
 
 class RateLimiter:
@@ -62,11 +61,11 @@ class RateLimiter:
 
     def throttled(self, retry_after_s: float | None) -> float:
         """A create was answered 429: close the gate for everyone until the hint passes; returns that wait."""
-        wait = retry_after_s if retry_after_s is not None and retry_after_s > 0 else DEFAULT_RETRY_AFTER_S
+        wait = DEFAULT_RETRY_AFTER_S if retry_after_s is None else max(0.0, retry_after_s)
         with self._lock:
             now = self._clock()
             self.throttles += 1
-            if now >= self._closed_until:
+            if wait > 0 and now >= self._closed_until:
                 # News only while the gate was open: the other threads' 429s from the same burst say the same thing,
                 # and doubling for each of them would slow the book to one create a minute.
                 self.spacing_s = min(MAX_SPACING_S, max(MIN_SPACING_S, self.spacing_s * 2))
@@ -76,7 +75,7 @@ class RateLimiter:
 
     def accepted(self) -> None:
         with self._lock:
-            self.spacing_s = max(0.0, self.spacing_s - RECOVERY_S)
+            self.spacing_s = self.spacing_s / 2 if self.spacing_s > MIN_SPACING_S else 0.0
 
 
 _LIMITERS: dict[str, RateLimiter] = {}
