@@ -9,7 +9,16 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 MAX_DEPTH = 20  # levels of values, the file's top mapping being 1; a story needs 5, a review 4
+# Values in one file (every key, scalar, list and mapping): a 64-page story with 8 characters has about 1,500.
+# The bound keeps the pure-Python YAML composer's time per file under a second (60,000 keys took 3.7 s).
+MAX_VALUES = 10_000
 _NESTED = f"nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)"
+_TOO_MANY = f"more than {MAX_VALUES:,} values; a story or review needs far fewer"
+# What an error shows: a file with 60,000 unknown keys made a 2.4 MB message. The first problems say what to fix.
+MAX_PROBLEMS_SHOWN = 50
+MAX_FIELD_CHARS = 80     # a field path is the one piece of the file an error repeats: short, and escaped
+MAX_PROBLEM_CHARS = 500
+MAX_MESSAGE_CHARS = 8000
 _YAML_MERGE = "tag:yaml.org,2002:merge"
 _YAML_NULL = "tag:yaml.org,2002:null"
 
@@ -19,20 +28,37 @@ def shown(text: str) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+def problem_text(field: str, message: str) -> str:
+    """One problem as an error shows it: the field clipped and escaped, the message clipped."""
+    field = _clip(shown(field), MAX_FIELD_CHARS)
+    return _clip(shown(f"{field}: {message}" if field else message), MAX_PROBLEM_CHARS)
+
+
 class InputFileError(ValueError):
-    """A file that cannot be used. `problems` is a list of (field, message); field "" = the whole file."""
+    """A file that cannot be used. `problems` is a list of (field, message); field "" = the whole file.
+
+    The message shows the first MAX_PROBLEMS_SHOWN problems and at most MAX_MESSAGE_CHARS characters: it goes to
+    reason files and logs, and nothing from the file but a clipped, escaped field name reaches it from here."""
 
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source
         self.problems = problems
-        super().__init__(shown(f"{source}: " + "; ".join(f"{f}: {m}" if f else m for f, m in problems)))
+        parts = [problem_text(f, m) for f, m in problems[:MAX_PROBLEMS_SHOWN]]
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            parts.append(f"and {len(problems) - MAX_PROBLEMS_SHOWN:,} more problems")
+        super().__init__(_clip(f"{_clip(shown(source), 255)}: " + "; ".join(parts), MAX_MESSAGE_CHARS))
 
 
 def field_path(loc: tuple) -> str:
     """pydantic's location tuple as people write it: pages[4].scene. A key that does not print is escaped."""
     parts: list[str] = []
     for item in loc:
-        parts.append(f"[{item}]" if isinstance(item, int) else ("." if parts else "") + shown(str(item)))
+        parts.append(f"[{item}]" if isinstance(item, int) else ("." if parts else "") +
+                     _clip(shown(str(item)), MAX_FIELD_CHARS))
     return "".join(parts)
 
 
@@ -60,6 +86,8 @@ def read_mapping(data: bytes, source: str, error: type[InputFileError], max_byte
         raw, problems, hints = _load_json(text) if source.lower().endswith(".json") else _load_yaml(text)
     except json.JSONDecodeError as exc:
         raise error(source, [("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]) from None
+    except _TooMany as exc:
+        raise error(source, [("", f"{_TOO_MANY} (at line {exc.mark.line + 1})")]) from None
     except _TooDeep as exc:
         raise error(source, [("", f"{_NESTED} at line {exc.mark.line + 1} column {exc.mark.column + 1}")]) from None
     except _BadValue as exc:
@@ -84,6 +112,10 @@ def read_mapping(data: bytes, source: str, error: type[InputFileError], max_byte
 class _TooDeep(Exception):
     def __init__(self, mark):
         self.mark = mark
+
+
+class _TooMany(_TooDeep):
+    """More than MAX_VALUES values: refused while composing, before the rest of the file is read."""
 
 
 class _BadValue(Exception):
@@ -134,10 +166,14 @@ def _load_json(text: str) -> tuple[object, list[tuple[str, str]], dict]:
     raw = json.loads(text, object_pairs_hook=_json_object, parse_int=_json_int)
     problems = []
     stack = [(raw, (), 1)]   # iterative: the depth is what is being checked
+    values = 0
     while stack:
         value, path, depth = stack.pop()
+        values += 1
         if depth > MAX_DEPTH:
             return raw, [("", _NESTED)], {}
+        if values > MAX_VALUES:
+            return raw, [("", _TOO_MANY)], {}
         if isinstance(value, _LongInt):
             problems.append((field_path(path), _too_long(value.text)))
         elif isinstance(value, dict):
@@ -157,13 +193,17 @@ class _YamlLoader(yaml.SafeLoader):
     def __init__(self, stream: str):
         super().__init__(stream)
         self.depth = 0
+        self.values = 0
         self.paths: dict[int, tuple] = {}   # id(node) -> its field path, for errors while constructing
 
     def compose_node(self, parent, index):
         self.depth += 1
+        self.values += 1
         try:
             if self.depth > MAX_DEPTH:   # the composer recurses: refuse before Python's own limit does
                 raise _TooDeep(self.peek_event().start_mark)
+            if self.values > MAX_VALUES:
+                raise _TooMany(self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1

@@ -1,307 +1,335 @@
-"""Story intake: the drop folder and the S3 prefix, scanned the same way, never raising for one bad file.
+"""The story drop folder: which files a tick takes, what became of each, and which file a book is read from.
 
-Both sources keep what they have seen in their sensor's cursor (file name -> content hash; S3 key ->
-ETag), parse every new or changed file with the one story parser, and turn any failure of one file
-into that file's rejection reason: a raising tick would not advance the cursor and would block every
-later upload. `find_story_file` and `fetch_story_from_s3` are what the `story` asset reads a book from.
+A tick (`scan_folder_tick`) looks at every entry with one `lstat` and reads only files whose size or mtime changed
+since the cursor, oldest first, within the tick's budget (story_intake.TickBudget). A file is taken once it has
+settled: unchanged for SETTLE_S seconds, or unchanged across two ticks (an mtime in the future), so a half-written
+upload is not taken as a short story. Every file taken is recorded in the cursor whatever became of it, so a bad
+or slow file is looked at once and never stops the ones behind it. Links, FIFOs and devices are refused unread
+(bookbug_assets.watched_folder). A story refused for a style that is not there is retried when the style appears;
+touching a story (same bytes, new mtime) requests its backfill again. `story_for_book` is what the `story` asset
+and the CLI read a book from: the sensor's file first, then the file the book was last built from.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
+import os
+import stat
+import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from bookbug_assets.storage import atomic_file
-from bookbug_assets.stories import Story, StoryError, load_story_file, parse_story_bytes
+from bookbug_assets.input_files import shown
+from bookbug_assets.story_intake import (Accepted, MissingStyle, StoryNotFound, StorySource, TickBudget,
+                                         already_built, check_upload, peek_book_id, recorded_source, sha256_hex,
+                                         unexpected_reason, validate_upload)
+from bookbug_assets.storage import ArtifactStore
+from bookbug_assets.stories import Story, StoryError
 from bookbug_assets.stories.parsing import MAX_STORY_BYTES, STORY_SUFFIXES
 from bookbug_assets.styles import style_names
+from bookbug_assets.watched_folder import (REJECTED_DIR, Entry, EntryRefused, list_entries, read_regular,
+                                           write_reason)
 
-REJECTED_DIR = "rejected"
+__all__ = ["REJECTED_DIR", "FolderCursor", "FolderScan", "StoryNotFound", "changed_files", "find_story_file",
+           "newly_refused", "read_cursor_files", "scan_folder_tick", "scan_story_folder", "story_for_book",
+           "write_rejection"]
 
-
-class StoryNotFound(LookupError):
-    """No valid story file (or S3 upload) holds a book id, or several do."""
-
-
-# --- the drop folder ---------------------------------------------------------------------------------------
-
-def file_fingerprint(path: Path, max_bytes: int) -> str:
-    stat = path.stat()
-    if stat.st_size > max_bytes:  # never read a huge upload just to hash it
-        return f"size:{stat.st_size}:mtime:{stat.st_mtime_ns}"
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+SETTLE_S = 5.0  # an upload whose mtime is this old is finished (a writer updates the mtime with every write)
 
 
-def changed_files(folder: Path, seen: dict[str, str], max_bytes: int, log) -> tuple[list[Path], dict[str, str]]:
-    """Files of a drop folder that are new or changed since the cursor's `seen`, and the new cursor state."""
-    changed: list[Path] = []
-    state: dict[str, str] = {}
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) \
-        if folder.is_dir() else []
-    for path in files:
-        try:
-            fingerprint = file_fingerprint(path, max_bytes)
-        except OSError as exc:
-            log.warning(f"cannot read {path}: {exc}")
-            continue
-        state[path.name] = fingerprint
-        if seen.get(path.name) != fingerprint:
-            changed.append(path)
-    return changed, state
+def write_rejection(folder: Path, name: str, reason: str, log=None) -> Path | None:
+    """A reason file in <folder>/rejected/ (never through a link); the upload itself is left where it is."""
+    return write_reason(folder, name, reason, log)
 
 
-def _safe_name(name: str) -> str:
-    """A file name for `name`'s reason file: readable, and distinct for names that differ only in the characters
-    it replaces (`a b.yaml` and `a_b.yaml`, `é.yaml` and `è.yaml` would otherwise share one reason file)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:120] or "unnamed"
-    if safe == name:
-        return safe
-    return f"{safe}~{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+# --- fingerprints: "<size>:<mtime_ns>:<sha256>" for a file read, "<kind>:<size>:<mtime_ns>" for one not read ----
 
-
-def write_rejection(stories_dir: Path, name: str, reason: str, log=None) -> Path | None:
-    """A reason file beside the drop folder; the upload itself is left where it is.
-
-    Never raises: a folder we cannot write to is logged, and the rejection still shows in the tick's log.
-    """
-    path = stories_dir / REJECTED_DIR / f"{_safe_name(name)}.reason.txt"
-    try:
-        with atomic_file(path) as handle:
-            handle.write((reason + "\n").encode())
-    except OSError as exc:
-        if log is not None:
-            log.error(f"cannot write the reason file for {name} into {path.parent}: {exc}")
+def _sha_of(fingerprint: str | None) -> str | None:
+    """The content hash in a fingerprint; an old cursor's bare sha256 is one too."""
+    if not fingerprint:
         return None
-    return path
+    tail = fingerprint.rsplit(":", 1)[-1]
+    return tail if len(tail) == 64 else None
 
 
-def read_cursor_files(cursor: str | None, log) -> dict[str, str]:
-    """The {file name: fingerprint} a folder sensor's cursor holds; a damaged cursor starts afresh."""
-    try:
-        files = json.loads(cursor)["files"] if cursor else {}
-        return {str(k): str(v) for k, v in files.items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        log.warning(f"ignoring an unreadable sensor cursor ({type(exc).__name__}); every file is looked at again")
-        return {}
-
-
-def read_cursor_owners(cursor: str | None) -> dict[str, str]:
-    """{book_id: story file name} from the story sensor's cursor; an old or damaged cursor has none."""
-    try:
-        owners = json.loads(cursor).get("owners", {}) if cursor else {}
-        return {str(k): str(v) for k, v in owners.items()}
-    except (ValueError, TypeError, AttributeError):
-        return {}
-
-
-def scan_story_folder(stories_dir: Path, styles_dir: Path, seen: dict[str, str], log,
-                      owners: dict[str, str] | None = None) -> tuple[list[Story], list[tuple[str, str]], dict[str, str]]:
-    """(new or changed stories, rejections (name, reason), new cursor state). Never raises per file.
-
-    `owners` ({book_id: file name}, kept in the cursor) is updated in place: a later file that reuses a book_id
-    another file in the folder still holds is rejected, in this tick or any later one.
-    """
-    known_styles = set(style_names(styles_dir))
-    stories: list[Story] = []
-    rejected: list[tuple[str, str]] = []
-    owners = {} if owners is None else owners
-    for book_id, owner in list(owners.items()):
-        if not (stories_dir / owner).is_file():  # deleted or renamed: its book_id is free again
-            del owners[book_id]
-    claimed: dict[str, str] = {}
-    changed, state = changed_files(stories_dir, seen, MAX_STORY_BYTES, log)
-    for path in changed:
-        try:
-            if path.suffix.lower() not in STORY_SUFFIXES:
-                raise StoryError(path.name, [("", f"unsupported extension {path.suffix!r}; use .json or .yaml")])
-            parsed = load_story_file(path, known_styles)
-            holder = claimed.get(parsed.book_id) or owners.get(parsed.book_id)
-            if holder is not None and holder != path.name:
-                raise StoryError(path.name, [("book_id", f"{parsed.book_id!r} is already used by {holder}")])
-            claimed[parsed.book_id] = path.name
-            for book_id in [b for b, owner in owners.items() if owner == path.name]:
-                del owners[book_id]  # this file's earlier book_id, if it changed, is free again
-            owners[parsed.book_id] = path.name
-            stories.append(parsed)
-        except StoryError as exc:
-            rejected.append((path.name, str(exc)))
-        except Exception as exc:  # noqa: BLE001 - one odd file must not stop the sensor
-            rejected.append((path.name, f"{path.name}: could not be read as a story: {type(exc).__name__}: {exc}"))
-    return stories, rejected, state
-
-
-def find_story_file(stories_dir: Path, book_id: str, known_styles: set[str]) -> tuple[Path, Story]:
-    """The one file in the drop folder whose story has this book id."""
-    matches: list[tuple[Path, Story]] = []
-    for path in sorted(stories_dir.glob("*")):
-        if path.suffix.lower() not in STORY_SUFFIXES or not path.is_file():
-            continue
-        try:
-            parsed = load_story_file(path, known_styles)
-        except Exception:  # noqa: BLE001 - any file that does not parse is the sensor's rejection, not this book's
-            continue
-        if parsed.book_id == book_id:
-            matches.append((path, parsed))
-    if not matches:
-        raise StoryNotFound(f"no valid story file in {stories_dir} has book_id {book_id!r}")
-    if len(matches) > 1:
-        raise StoryNotFound(f"book_id {book_id!r} is claimed by several files: "
-                            f"{', '.join(p.name for p, _ in matches)}")
-    return matches[0]
-
-
-
-# --- the S3 prefix -------------------------------------------------------------------------------------------
-
-# The listing keeps only objects strictly newer than the mark. S3 stamps LastModified to the second,
-# and with the time an upload *began*: a slow upload can show up in a listing after a later, faster
-# one has moved the mark past it. Listing from well before the mark and de-duplicating by ETag closes
-# both gaps; the listing is the same either way, only the time filter moves.
-_OVERLAP = timedelta(minutes=5)
-
-
-def list_objects(client: Any, bucket: str, prefix: str, since: datetime | None = None) -> list[dict]:
-    """The objects under `prefix`, oldest first; with `since`, only those modified strictly after it
-    (what dagster-aws's get_objects returns, without importing the Dagster layer)."""
-    objects = [obj for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-               for obj in page.get("Contents", [])]
-    objects.sort(key=lambda obj: obj["LastModified"])
-    return [obj for obj in objects if since is None or obj["LastModified"] > since]
-
-
-def _norm_prefix(prefix: str) -> str:
-    prefix = prefix.strip("/")
-    return f"{prefix}/" if prefix else ""
-
-
-def _upload_name(key: str, prefix: str) -> str | None:
-    """The file name of an upload directly under the prefix; None for rejected/ and other folders."""
-    name = key[len(prefix):]
-    if not name or "/" in name or name.startswith("."):
-        return None
-    return name
+def _look_of(fingerprint: str | None) -> str | None:
+    parts = (fingerprint or "").split(":")
+    if len(parts) == 3 and parts[0].isdigit():
+        return f"{parts[0]}:{parts[1]}"
+    if len(parts) == 3:  # refused:<size>:<mtime> / unreadable:<size>:<mtime>
+        return f"{parts[1]}:{parts[2]}"
+    return None
 
 
 @dataclass
-class S3Scan:
-    stories: list[tuple[str, Story]] = field(default_factory=list)  # (key, story)
-    rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (key, etag, reason)
-    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (key, error): retried next tick
-    cursor: dict = field(default_factory=dict)
+class FolderCursor:
+    files: dict[str, str] = field(default_factory=dict)    # name -> fingerprint of what the sensor took
+    owners: dict[str, str] = field(default_factory=dict)   # book_id -> the file that owns it
+    waiting: dict[str, str] = field(default_factory=dict)  # name -> "style:<s>" / "book_id:<b>" it was refused for
+    pending: dict[str, str] = field(default_factory=dict)  # name -> its look, while it settles
 
-
-def parse_upload(name: str, size: int, read, known_styles: set[str]) -> Story:
-    """Validate one upload; raises StoryError naming the file, the field and the problem.
-
-    The size and extension are checked from the listing, before a byte is downloaded.
-    """
-    if PurePosixPath(name).suffix.lower() not in STORY_SUFFIXES:
-        raise StoryError(name, [("", f"unsupported extension {PurePosixPath(name).suffix!r}; use .json or .yaml")])
-    if size > MAX_STORY_BYTES:
-        raise StoryError(name, [("", f"file is {size:,} bytes; a story must be under {MAX_STORY_BYTES:,}")])
-    return parse_story_bytes(read(), name, known_styles)
-
-
-def scan_s3_stories(client: Any, bucket: str, prefix: str, known_styles: set[str], cursor: dict,
-                    log) -> S3Scan:
-    """New or changed story objects since `cursor`. Never raises for one bad object."""
-    prefix = _norm_prefix(prefix)
-    etags: dict[str, str] = dict(cursor.get("etags", {}))
-    books: dict[str, str] = dict(cursor.get("books", {}))  # book_id -> key that owns it
-    since = datetime.fromisoformat(cursor["since"]) if cursor.get("since") else None
-    objects = list_objects(client, bucket, prefix, since - _OVERLAP if since else None)
-    scan = S3Scan()
-    mark = since
-    hold: datetime | None = None  # the mark may not pass an object that must be read again
-    for obj in objects:
-        key, modified = obj["Key"], obj["LastModified"]
-        name = _upload_name(key, prefix)
-        etag = str(obj.get("ETag", "")).strip('"')
-        if name is None or etags.get(key) == etag:
-            continue
-
-        def read(key=key) -> bytes:
-            return client.get_object(Bucket=bucket, Key=key)["Body"].read()
-
+    @classmethod
+    def parse(cls, cursor: str | None, log) -> FolderCursor:
+        """A damaged cursor starts afresh (every file is looked at again; built books are not rebuilt)."""
+        if not cursor:
+            return cls()
         try:
-            story = parse_upload(name, int(obj.get("Size", 0)), read, known_styles)
-            owner = books.get(story.book_id)
-            if owner not in (None, key) and _exists(client, bucket, owner):
-                raise StoryError(name, [("book_id", f"{story.book_id!r} is already used by "
-                                                    f"{owner[len(prefix):]}")])
-            books[story.book_id] = key
-            scan.stories.append((key, story))
-        except StoryError as exc:
-            scan.rejected.append((key, etag, str(exc)))
-        except (ClientError, BotoCoreError, OSError) as exc:
-            log.warning(f"s3 story sensor: cannot read s3://{bucket}/{key} ({exc}); trying again next tick")
-            scan.unreadable.append((key, str(exc)))
-            hold = modified if hold is None else min(hold, modified)
+            raw = json.loads(cursor)
+            return cls(**{name: {str(k): str(v) for k, v in raw.get(name, {}).items()}
+                          for name in ("files", "owners", "waiting", "pending")})
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning(f"ignoring an unreadable sensor cursor ({type(exc).__name__}); every file is looked at again")
+            return cls()
+
+    def dumps(self) -> str:
+        return json.dumps({"files": self.files, "owners": self.owners, "waiting": self.waiting,
+                           "pending": self.pending}, sort_keys=True)
+
+
+def read_cursor_files(cursor: str | None, log) -> dict[str, str]:
+    """The {file name: fingerprint} a folder sensor's cursor holds (the review sensor's too)."""
+    return FolderCursor.parse(cursor, log).files
+
+
+@dataclass
+class FolderScan:
+    accepted: list[Accepted] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason)
+    cursor: FolderCursor = field(default_factory=FolderCursor)
+    deferred: int = 0  # changed files left for the next tick (budget spent)
+    settling: int = 0  # files still being written, or too new to tell
+
+
+def _refused_fingerprint(entry: Entry, kind: str = "refused") -> str:
+    return f"{kind}:{entry.look}"
+
+
+def scan_folder_tick(stories_dir: Path, known_styles: set[str], cursor: FolderCursor, log, *,
+                     store: ArtifactStore | None = None, budget: TickBudget | None = None,
+                     settle_s: float = SETTLE_S, now: float | None = None) -> FolderScan:
+    """One tick over the drop folder. Never raises for one file: whatever a file does is its own rejection."""
+    now_ns = int((time.time() if now is None else now) * 1e9)
+    entries = list_entries(stories_dir)
+    present = {e.name for e in entries}
+    state = FolderCursor(files={n: f for n, f in cursor.files.items() if n in present},
+                         owners={b: n for b, n in cursor.owners.items() if n in present},  # gone: the id is free
+                         waiting={n: s for n, s in cursor.waiting.items() if n in present})
+    for name, lacked in list(state.waiting.items()):
+        kind, _, value = lacked.partition(":")
+        if (kind == "style" and value in known_styles) or (kind == "book_id" and value not in state.owners):
+            state.files.pop(name, None)  # what it lacked is there now (its style, a free book_id): take it again
+            del state.waiting[name]
+    scan = FolderScan(cursor=state)
+    budget = budget or TickBudget(max_files=10**9, seconds=float("inf"))
+    for entry in entries:
+        prior = state.files.get(entry.name)
+        if _look_of(prior) == entry.look:
             continue
-        except Exception as exc:  # noqa: BLE001 - one odd upload must not stop the sensor
-            scan.rejected.append((key, etag, f"{name}: could not be read as a story: {type(exc).__name__}: {exc}"))
-        etags[key] = etag
-        mark = modified if mark is None else max(mark, modified)
-    if hold is not None and mark is not None and mark >= hold:
-        mark = hold - _OVERLAP
-    scan.cursor = {"since": mark.isoformat() if mark else None, "etags": etags, "books": books}
+        settled = now_ns - entry.mtime_ns >= settle_s * 1e9 or cursor.pending.get(entry.name) == entry.look
+        if not settled:
+            state.pending[entry.name] = entry.look
+            scan.settling += 1
+            continue
+        if not budget.take():
+            scan.deferred += 1
+            continue
+        _take(stories_dir, entry, prior, known_styles, state, scan, store)
     return scan
 
 
-def _exists(client: Any, bucket: str, key: str) -> bool:
+def _take(stories_dir: Path, entry: Entry, prior: str | None, known_styles: set[str], state: FolderCursor,
+          scan: FolderScan, store: ArtifactStore | None) -> None:
+    name = entry.name
+    state.waiting.pop(name, None)
     try:
-        client.head_object(Bucket=bucket, Key=key)
-        return True
-    except ClientError:
-        return False
+        if entry.problem:
+            raise EntryRefused(name, entry.problem)
+        check_upload(name, entry.size)
+        data = read_regular(stories_dir, name, MAX_STORY_BYTES)
+    except (EntryRefused, StoryError) as exc:
+        state.files[name] = _refused_fingerprint(entry)
+        scan.rejected.append((name, shown(str(exc))))
+        return
+    except OSError as exc:  # no permission, an I/O error: said once, looked at again when the file changes
+        state.files[name] = _refused_fingerprint(entry, "unreadable")
+        scan.rejected.append((name, f"{shown(name)}: cannot be read ({exc.strerror or type(exc).__name__}); "
+                                    "the sensor tries again when the file changes"))
+        return
+    sha = sha256_hex(data)
+    state.files[name] = f"{entry.look}:{sha}"
+    touched = _sha_of(prior) == sha
+    if touched and len(prior) == 64:  # an older cursor held only the hash: the same story, not a touch
+        return
+    try:
+        source = validate_upload(name, data, known_styles)
+        book_id = source.story.book_id
+        holder = state.owners.get(book_id) or _recorded_holder(stories_dir, store, book_id, name, state)
+        if holder is not None and holder != name:
+            state.waiting[name] = f"book_id:{book_id}"
+            raise StoryError(name, [("book_id", f"{book_id!r} is already used by {holder}; this file is taken if "
+                                                "that one goes or changes its book_id")])
+        for other in [b for b, owner in state.owners.items() if owner == name]:
+            del state.owners[other]  # this file's earlier book_id, if it changed, is free again
+        state.owners[book_id] = name
+        scan.accepted.append(Accepted(source, touched=touched, built=not touched and already_built(store, source)))
+    except MissingStyle as exc:
+        state.waiting[name] = f"style:{exc.style}"
+        scan.rejected.append((name, str(exc)))
+    except StoryError as exc:
+        scan.rejected.append((name, str(exc)))
+    except Exception as exc:  # noqa: BLE001 - one odd file must not stop the sensor
+        scan.rejected.append((name, unexpected_reason(name, exc)))
 
 
-def write_s3_rejection(client: Any, bucket: str, prefix: str, key: str, etag: str, reason: str) -> str:
-    """A JSON reason object under <prefix>rejected/; the upload itself is left where it is."""
-    prefix = _norm_prefix(prefix)
-    name = key[len(prefix):]
-    reason_key = f"{prefix}{REJECTED_DIR}/{_safe_name(name)}.reason.json"
-    body = {"key": key, "etag": etag, "reason": reason, "rejected_at": datetime.now(timezone.utc).isoformat()}
-    client.put_object(Bucket=bucket, Key=reason_key, Body=json.dumps(body, indent=2).encode(),
-                      ContentType="application/json")
-    return reason_key
+def _recorded_holder(stories_dir: Path, store: ArtifactStore | None, book_id: str, name: str,
+                     state: FolderCursor) -> str | None:
+    """The file this book was built from (make demo, `bookbug`), while it still holds the bytes it was built from:
+    with no owner in the cursor (a new instance, a lost cursor) it still owns the book."""
+    recorded = recorded_source(store, book_id)
+    if recorded is None or recorded[0] == name:
+        return None
+    holder, sha = recorded
+    if _sha_of(state.files.get(holder)) == sha or _current_sha(stories_dir, holder) == sha:
+        state.owners[book_id] = holder
+        return holder
+    return None
 
 
-def fetch_story_from_s3(client: Any, bucket: str, prefix: str, book_id: str, known_styles: set[str],
-                        key_hint: str | None = None) -> tuple[str, str, Story]:
-    """(key, sha256 of the bytes, story) of the one upload whose story has `book_id`.
+def _current_sha(stories_dir: Path, name: str) -> str | None:
+    try:
+        return sha256_hex(read_regular(stories_dir, name, MAX_STORY_BYTES))
+    except (EntryRefused, OSError):
+        return None
 
-    `key_hint` (the sensor's `bookbug/story_key` run tag) is tried first, so a sensor-launched
-    run reads one object; a run launched from the UI has no hint and scans the uploads.
-    """
-    prefix = _norm_prefix(prefix)
-    candidates = [key_hint] if key_hint and key_hint.startswith(prefix) else []
-    candidates += [o["Key"] for o in list_objects(client, bucket, prefix)
-                   if _upload_name(o["Key"], prefix) and o["Key"] != key_hint]
-    matches: list[tuple[str, str, Story]] = []
-    for key in candidates:
-        name = _upload_name(key, prefix)
-        if name is None or PurePosixPath(name).suffix.lower() not in STORY_SUFFIXES:
+
+def scan_story_folder(stories_dir: Path, styles_dir: Path, seen: dict[str, str], log,
+                      owners: dict[str, str] | None = None
+                      ) -> tuple[list[Story], list[tuple[str, str]], dict[str, str]]:
+    """(accepted stories, rejections (name, reason), new {name: fingerprint}) of one unbounded pass over every
+    file, settled or not; the sensor uses scan_folder_tick. `owners` is updated in place."""
+    cursor = FolderCursor(files=dict(seen), owners=dict(owners or {}))
+    scan = scan_folder_tick(stories_dir, set(style_names(styles_dir)), cursor, log, settle_s=0)
+    if owners is not None:
+        owners.clear()
+        owners.update(scan.cursor.owners)
+    return [a.source.story for a in scan.accepted], scan.rejected, scan.cursor.files
+
+
+# --- the review folder reads through the same rules -------------------------------------------------------------
+
+def changed_files(folder: Path, seen: dict[str, str], max_bytes: int, log) -> tuple[list[Path], dict[str, str]]:
+    """Regular files of a drop folder whose content changed since `seen`, and the new {name: fingerprint}.
+
+    A file whose size and mtime are as before is not read; a touched one (same bytes) is not a change. Entries
+    that are not read (links, FIFOs) are recorded but not returned: `newly_refused` gives their reasons."""
+    changed: list[Path] = []
+    state: dict[str, str] = {}
+    for entry in list_entries(folder):
+        prior = seen.get(entry.name)
+        if _look_of(prior) == entry.look:
+            state[entry.name] = prior
+            continue
+        if entry.problem:
+            state[entry.name] = _refused_fingerprint(entry)
+            continue
+        if entry.size > max_bytes:  # never read a huge upload just to hash it; the reader refuses it by size
+            state[entry.name] = _refused_fingerprint(entry, "large")
+            changed.append(folder / entry.name)
             continue
         try:
-            data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-            parsed = parse_story_bytes(data, name, known_styles)
-        except Exception:  # noqa: BLE001 - an upload that does not parse is the sensor's rejection, not this book's
+            sha = sha256_hex(read_regular(folder, entry.name, max_bytes))
+        except (EntryRefused, OSError) as exc:
+            state[entry.name] = _refused_fingerprint(entry, "unreadable")
+            log.warning(f"cannot read {folder / entry.name}: {exc}; looked at again when it changes")
             continue
-        if parsed.book_id == book_id:
-            matches.append((key, hashlib.sha256(data).hexdigest(), parsed))
-            if key == key_hint:
-                return matches[0]
-    if not matches:
-        raise StoryNotFound(f"no valid story under s3://{bucket}/{prefix} has book_id {book_id!r}")
-    if len(matches) > 1:
-        raise StoryNotFound(f"book_id {book_id!r} is claimed by several uploads: "
-                            f"{', '.join(k for k, _, _ in matches)}")
-    return matches[0]
+        state[entry.name] = f"{entry.look}:{sha}"
+        if _sha_of(prior) != sha:
+            changed.append(folder / entry.name)
+    return changed, state
+
+
+def newly_refused(folder: Path, seen: dict[str, str]) -> list[tuple[str, str]]:
+    """(name, reason) for entries not read (links, FIFOs, devices) that the cursor `seen` has not answered yet."""
+    return [(e.name, f"{shown(e.name)}: not read: {e.problem}") for e in list_entries(folder)
+            if e.problem and seen.get(e.name) != _refused_fingerprint(e)]
+
+
+# --- which file a book is read from ------------------------------------------------------------------------------
+
+def _read_source(stories_dir: Path, name: str, known_styles: set[str]) -> StorySource:
+    try:
+        return validate_upload(name, read_regular(stories_dir, name, MAX_STORY_BYTES), known_styles)
+    except (StoryError, EntryRefused) as exc:
+        raise StoryNotFound(shown(str(exc))) from None
+    except OSError as exc:
+        raise StoryNotFound(f"{shown(name)}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - the file's own failure, said in one line
+        raise StoryNotFound(unexpected_reason(name, exc)) from None
+
+
+def _read_named_file(path: str, known_styles: set[str]) -> StorySource:
+    """A story file outside the folder that `bookbug book <file>` named (an absolute path in the run tag): a regular
+    file (a link the user chose is followed, a FIFO or device is not opened), validated by the one parser. Its
+    failure says nothing of its content: the CLI validated it before the run, so a failure here means it changed
+    or the tag was set by hand."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise EntryRefused(path, "not a regular file")
+            data = handle.read(MAX_STORY_BYTES + 1)
+        source = validate_upload(Path(path).name, data, known_styles)
+    except Exception:  # noqa: BLE001 - any failure: one line that quotes nothing from the file
+        raise StoryNotFound(f"{shown(path)}: not a valid story file now; check it with `bookbug validate "
+                            f"{shown(path)}`") from None
+    return StorySource(name=path, sha256=source.sha256, story=source.story)
+
+
+def story_for_book(stories_dir: Path, book_id: str, known_styles: set[str], *, tagged: str | None = None,
+                   recorded: tuple[str, str] | None = None) -> StorySource:
+    """The story of `book_id`: the file the sensor (or the CLI) tagged its run with, else the file the book was last
+    built from (`recorded`: name, sha256), else the oldest file claiming the id. Raises StoryNotFound (one line) when
+    the owner's file is not valid now, or when a tagged file would take a book another file still owns.
+
+    A name is a file in the stories folder; an absolute path is a file `bookbug book` was given outside it."""
+    if tagged is not None:
+        source = _read_named_file(tagged, known_styles) if os.path.isabs(tagged) else \
+            _read_source(stories_dir, tagged, known_styles)
+        if source.story.book_id != book_id:
+            raise StoryNotFound(f"{shown(tagged)} now has book_id {source.story.book_id!r}, not {book_id!r}")
+        if recorded and recorded[0] != tagged and _current_sha(stories_dir, recorded[0]) == recorded[1]:
+            raise StoryNotFound(f"{shown(tagged)} claims book_id {book_id!r}, which {recorded[0]} owns; "
+                                "give it a book_id of its own")
+        return source
+    if recorded and os.path.isabs(recorded[0]):  # last built by `bookbug book` from a file outside the folder
+        try:
+            source = _read_named_file(recorded[0], known_styles)
+            if source.story.book_id == book_id:
+                return source
+        except StoryNotFound:
+            pass  # gone or changed: the folder may hold the book now
+    if recorded and recorded[0] in {e.name for e in list_entries(stories_dir) if not e.problem}:
+        owner = recorded[0]
+        try:
+            claimed = peek_book_id(owner, read_regular(stories_dir, owner, MAX_STORY_BYTES))
+        except (EntryRefused, OSError):
+            claimed = None
+        if claimed == book_id:  # still this book's file: its problems are this book's
+            return _read_source(stories_dir, owner, known_styles)
+    for entry in list_entries(stories_dir):  # oldest first: the sensor's rule for who came first
+        if entry.problem or Path(entry.name).suffix.lower() not in STORY_SUFFIXES:
+            continue
+        try:
+            if peek_book_id(entry.name, read_regular(stories_dir, entry.name, MAX_STORY_BYTES)) != book_id:
+                continue
+            return _read_source(stories_dir, entry.name, known_styles)
+        except (StoryNotFound, EntryRefused, OSError):
+            continue  # a file that does not parse is the sensor's rejection, not this book's failure
+    raise StoryNotFound(f"no valid story file in {stories_dir} has book_id {book_id!r}")
+
+
+def find_story_file(stories_dir: Path, book_id: str, known_styles: set[str],
+                    store: ArtifactStore | None = None) -> tuple[Path, Story]:
+    """(path, story) of the file `book_id` is read from (story_for_book; `store` gives the recorded owner)."""
+    source = story_for_book(stories_dir, book_id, known_styles, recorded=recorded_source(store, book_id))
+    return stories_dir / source.name, source.story

@@ -31,23 +31,37 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator,
+    AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator,
 )
 
-from bookbug_assets.input_files import InputFileError, read_mapping, validate
+from bookbug_assets.input_files import InputFileError, read_mapping, shown, validate
 from bookbug_assets.intake import changed_files
+from bookbug_assets.watched_folder import read_regular
 from bookbug_assets.layout import (
     BOOK_TARGETS, book_targets, current_image_sha, derived_seed, page_number, page_partition, page_target,
     review_state_key, stored_story, verdict_key,
 )
 from bookbug_assets.providers.base import ImageRequest
+from bookbug_assets.review_page_keys import is_page_number_key, yaml_page_key_problems
 from bookbug_assets.quality.verdicts import load_verdicts
 from bookbug_assets.storage import ArtifactStore
 from bookbug_assets.stories.models import Slug, Story, is_slug, page_key
+from bookbug_assets.stories.text import plain_text_problem
 
 MAX_REVIEW_BYTES = 256_000
 MAX_NOTES_IN_PROMPT = 3  # the latest few; an ever-growing prompt would drown the scene
-Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=400)]
+
+
+def _one_line(value: str) -> str:
+    # A note goes into a provider prompt and a reviewer's name into the state and logs: one line of plain text,
+    # by the rule story text follows (stories/text.py: no control, separator, bidi or invisible characters).
+    if problem := plain_text_problem(value, allow_newlines=False):
+        raise ValueError(problem)
+    return value
+
+
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=400), AfterValidator(_one_line)]
+ReviewerName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), AfterValidator(_one_line)]
 
 
 class ReviewError(InputFileError):
@@ -59,14 +73,6 @@ class Decision(BaseModel):
 
     decision: Literal["approve", "reject"]
     note: Note = ""
-
-    @field_validator("note")
-    @classmethod
-    def _no_control_chars(cls, value: str) -> str:
-        # The note goes into a provider prompt: keep it one plain line.
-        if any(ord(ch) < 32 and ch not in "\t" for ch in value):
-            raise ValueError("must be one line of plain text")
-        return value
 
     @model_validator(mode="after")
     def _rejection_has_note(self) -> Decision:
@@ -80,10 +86,26 @@ class ReviewFile(BaseModel):
 
     book_id: Slug
     require_approval: bool = False
-    reviewer: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
+    reviewer: ReviewerName = ""
     sprite_sheet: Decision | None = None
     hero_page: Decision | None = None
     pages: dict[int, Decision] = Field(default_factory=dict, description="1-based page number -> decision")
+
+    @field_validator("pages", mode="before")
+    @classmethod
+    def _keys_are_page_numbers(cls, value: object) -> object:
+        # pydantic's lax int would read True as page 1 and 3.0 as page 3, and let 3 and "3" merge into one entry.
+        if not isinstance(value, dict):
+            return value
+        seen: dict[int, object] = {}
+        for key in value:
+            if not is_page_number_key(key):
+                raise ValueError(f"page key {shown(repr(key))} is not a page number; write pages as 1:, 2:, ...")
+            number = int(key)
+            if number in seen:
+                raise ValueError(f"page {number} is listed twice (as {seen[number]!r} and {key!r})")
+            seen[number] = key
+        return value
 
     def decisions(self) -> dict[str, Decision]:
         out = {t: getattr(self, t) for t in BOOK_TARGETS if getattr(self, t) is not None}
@@ -124,7 +146,18 @@ def load_state(store: ArtifactStore, book_id: str) -> ReviewState:
 
 def parse_review(data: bytes, source: str, story: Story | None) -> ReviewFile:
     """Validate a review file; `story` (when known) bounds the page numbers."""
-    raw = read_mapping(data, source, ReviewError, MAX_REVIEW_BYTES, "review")
+    is_yaml = not source.lower().endswith(".json")
+    try:
+        raw = read_mapping(data, source, ReviewError, MAX_REVIEW_BYTES, "review")
+    except ReviewError as exc:
+        # `1:` and `yes:` are one key to YAML (true == 1): say which spelling is wrong, not "duplicate key True".
+        if is_yaml and exc.problems and all("duplicate key" in m for _, m in exc.problems):
+            raise ReviewError(source, yaml_page_key_problems(data.decode("utf-8")) or exc.problems) from None
+        raise
+    if is_yaml:
+        key_problems = yaml_page_key_problems(data.decode("utf-8"))  # read_mapping decoded and bounded it
+        if key_problems:
+            raise ReviewError(source, key_problems)
     review = validate(ReviewFile, raw, source, ReviewError, root="review")
     stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     if review.book_id != stem:
@@ -289,7 +322,7 @@ def apply_review_file(path: Path, store: ArtifactStore) -> tuple[Story, list[str
     size = path.stat().st_size
     if size > MAX_REVIEW_BYTES:  # never read a huge upload into memory
         raise ReviewError(path.name, [("", f"file is {size:,} bytes; a review must be under {MAX_REVIEW_BYTES:,}")])
-    data = path.read_bytes()
+    data = read_regular(path.parent, path.name, MAX_REVIEW_BYTES)  # a regular file in the folder, never a link
     stem = path.stem
     if not is_slug(stem):
         raise ReviewError(path.name, [("", "the file name must be <book_id>.yaml with a book id of a-z, 0-9, -")])

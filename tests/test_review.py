@@ -179,3 +179,66 @@ def test_approving_a_page_that_failed_its_gate_lets_it_into_the_book(planted, de
     evaluation = page.get_asset_check_evaluations()[0]
     assert evaluation.passed and "approved by a reviewer" in evaluation.description
     assert store.exists("books/override-book/pages/002.json")
+
+
+# --- review input: one line of plain text, page keys that are page numbers ------------------------------------
+
+@pytest.mark.parametrize("char", ["\u2028", "\u0085", "\u202e", "\x7f", "\x1b", "\u200b"])
+def test_a_review_note_with_a_line_separator_or_control_character_is_refused(char):
+    from bookbug_assets.review import ReviewError, parse_review
+
+    # Written as a YAML escape: YAML itself refuses most of these characters typed raw, never its escapes.
+    text = f"book_id: review-book\nhero_page: {{decision: reject, note: \"make the sky\\u{ord(char):04x}lighter\"}}\n"
+    with pytest.raises(ReviewError) as err:
+        parse_review(text.encode(), "review-book.yaml", None)
+    assert str(err.value).startswith("review-book.yaml: hero_page.note: "), str(err.value)
+    assert f"U+{ord(char):04X}" in str(err.value)
+
+
+def test_a_reviewer_name_is_one_line_of_plain_text():
+    from bookbug_assets.review import ReviewError, parse_review
+
+    with pytest.raises(ReviewError, match=r"reviewer: .*U\+202E"):
+        parse_review(b"book_id: review-book\nreviewer: \"sam\\u202eevil\"\n", "review-book.yaml", None)
+
+
+@pytest.mark.parametrize(("pages", "key", "why"), [
+    ("  yes: {decision: approve}\n", "pages.yes", "boolean"),
+    ("  on: {decision: approve}\n", "pages.on", "boolean"),
+    ("  3.0: {decision: approve}\n", "pages.3.0", "whole"),
+    # a key YAML would fold onto an earlier page is named as written, not as the page it would overwrite
+    ("  3: {decision: approve}\n  3.0: {decision: reject, note: redo}\n", "pages.3.0", "whole"),
+    ("  1: {decision: approve}\n  yes: {decision: reject, note: redo}\n", "pages.yes", "boolean"),
+    ("  010: {decision: approve}\n", "pages.010", "decimal"),
+    ("  0x3: {decision: approve}\n", "pages.0x3", "decimal"),
+    ("  -1: {decision: approve}\n", "pages.-1", "decimal"),
+    ("  3: {decision: approve}\n  \"3\": {decision: reject, note: redo}\n", "pages.3", "twice"),
+    ("  three: {decision: approve}\n", "pages.three", "page number"),
+    ("  null: {decision: approve}\n", "pages.null", "page number"),
+])
+def test_review_page_keys_must_be_page_numbers_each_written_once(pages, key, why):
+    from bookbug_assets.review import ReviewError, parse_review
+
+    with pytest.raises(ReviewError) as err:
+        parse_review(f"book_id: review-book\npages:\n{pages}".encode(), "review-book.yaml", None)
+    message = str(err.value)
+    assert message.startswith("review-book.yaml: ") and key in message and why in message, message
+
+
+def test_plain_page_numbers_still_read_as_pages():
+    from bookbug_assets.review import parse_review
+
+    review = parse_review(b"book_id: review-book\npages:\n  3: {decision: approve}\n  12: {decision: reject, "
+                          b"note: \"Pip's scarf is red\"}\n  \"4\": {decision: approve}\n", "review-book.yaml", None)
+    assert sorted(review.pages) == [3, 4, 12]
+
+
+def test_the_review_model_refuses_boolean_and_fractional_page_keys_whatever_the_reader():
+    from pydantic import ValidationError
+
+    from bookbug_assets.review import ReviewFile
+
+    for pages in ({True: {"decision": "approve"}}, {3.5: {"decision": "approve"}}, {3.0: {"decision": "approve"}},
+                  {3: {"decision": "approve"}, "3": {"decision": "approve"}}):
+        with pytest.raises(ValidationError):
+            ReviewFile.model_validate({"book_id": "review-book", "pages": pages})

@@ -282,7 +282,7 @@ def test_s3_sensor_catches_an_upload_in_the_same_second_as_the_mark(sensor_env, 
 
 
 def test_fetch_story_from_s3(s3, bucket, workspace):
-    from bookbug_assets.intake import StoryNotFound, fetch_story_from_s3
+    from bookbug_assets.intake_s3 import StoryNotFound, fetch_story_from_s3
 
     client = s3.get_client()
     _upload(client, bucket, "pip.yaml", EXAMPLE.read_bytes())
@@ -308,3 +308,84 @@ def test_an_upload_listed_late_with_an_earlier_timestamp_is_still_picked_up(sens
     later = (datetime.now(timezone.utc) + timedelta(seconds=60)).isoformat()
     result = tick(json.dumps({"since": later, "etags": {}, "books": {}}))
     assert _story_ids(result) == [{"slow-book"}]
+
+
+# --- issue 14 item 7: one parser, one bounded batch -----------------------------------------------------------
+
+def _reasons(client, bucket):
+    listing = client.list_objects_v2(Bucket=bucket, Prefix="stories/rejected/").get("Contents", [])
+    return {o["Key"].rsplit("/", 1)[1]: json.loads(client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+            for o in listing}
+
+
+def test_a_5000_digit_integer_is_that_uploads_rejection_not_a_failing_tick(sensor_env, bucket):
+    tick, client = sensor_env
+    _upload(client, bucket, "huge-int.yaml", EXAMPLE.read_text().replace("seed: 2024", "seed: " + "9" * 5000)
+            .encode())
+    _upload(client, bucket, "huge-int.json", json.dumps({**yaml.safe_load(EXAMPLE.read_text()), "book_id": "j"})
+            .replace('"seed": 2024', '"seed": ' + "9" * 5000).encode())
+    _upload(client, bucket, "good.yaml", _story_bytes(book_id="good-book"))
+    result = tick()
+    assert _story_ids(result) == [{"good-book"}]
+    reasons = _reasons(client, bucket)
+    for name in ("huge-int.yaml", "huge-int.json"):
+        assert "5000 digits long is too large" in reasons[f"{name}.reason.json"]["reason"]
+        assert "9" * 100 not in reasons[f"{name}.reason.json"]["reason"]
+
+
+def test_a_flood_of_uploads_is_taken_in_bounded_batches_oldest_first(sensor_env, bucket):
+    from bookbug_assets.story_intake import MAX_FILES_PER_TICK
+
+    tick, client = sensor_env
+    flood = MAX_FILES_PER_TICK + 6
+    for i in range(flood):
+        _upload(client, bucket, f"flood-{i:03d}.yaml", _story_bytes(book_id=f"flood-{i:03d}"))
+    _upload(client, bucket, "late.yaml", _story_bytes(book_id="late-story"))
+    cursor, books, ticks = None, [], 0
+    while ticks <= flood:
+        result = tick(cursor)
+        ticks += 1
+        taken = [ids for ids in _story_ids(result)]
+        if not taken:
+            break
+        assert 1 <= len(taken) <= MAX_FILES_PER_TICK
+        books += [b for ids in taken for b in ids]
+        cursor = result.cursor
+    assert ticks >= 3 and sorted(books) == sorted([f"flood-{i:03d}" for i in range(flood)] + ["late-story"])
+
+
+def test_doubled_slashes_get_a_reason_and_hidden_keys_are_not_uploads(sensor_env, bucket):
+    tick, client = sensor_env
+    client.put_object(Bucket=bucket, Key="stories//pip.yaml", Body=EXAMPLE.read_bytes())
+    client.put_object(Bucket=bucket, Key="stories/.hidden.yaml", Body=EXAMPLE.read_bytes())
+    result = tick()
+    assert not result.run_requests
+    reasons = _reasons(client, bucket)
+    assert len(reasons) == 1
+    (reason,) = reasons.values()
+    assert "empty path segment" in reason["reason"] and "stories/pip.yaml" in reason["reason"]
+
+
+def test_a_rejected_upload_waits_for_its_style_and_its_reason_goes_once_accepted(sensor_env, bucket, workspace):
+    tick, client = sensor_env
+    _upload(client, bucket, "chibi.yaml", _story_bytes(book_id="chibi-book", style="chibi"))
+    first = tick()
+    assert not first.run_requests and "chibi.yaml.reason.json" in _reasons(client, bucket)
+    shutil.copytree(workspace["styles"] / "soft-meadow", workspace["styles"] / "chibi")
+    second = tick(first.cursor)
+    assert _story_ids(second) == [{"chibi-book"}] and _reasons(client, bucket) == {}
+
+
+def test_fetch_reads_the_owner_never_a_duplicate_or_a_broken_upload(s3, bucket):
+    from bookbug_assets.intake_s3 import fetch_story_from_s3
+
+    client = s3.get_client()
+    _upload(client, bucket, "pip.yaml", EXAMPLE.read_bytes())
+    time.sleep(1.1)  # S3 stamps LastModified to the second: aaa.yaml is the later upload
+    _upload(client, bucket, "aaa.yaml", _story_bytes(title="Hijacked"))
+    _upload(client, bucket, "deep.yaml", b"book_id: " + b"[" * 1000 + b"]" * 1000)
+    _, _, story = fetch_story_from_s3(client, bucket, "stories/", "pip-and-the-lantern", {"soft-meadow"})
+    assert story.title != "Hijacked"  # the first upload owns the id, as in the sensor
+    key, _, story = fetch_story_from_s3(client, bucket, "stories/", "pip-and-the-lantern", {"soft-meadow"},
+                                        recorded=("pip.yaml", "x"))
+    assert key == "stories/pip.yaml"

@@ -1,7 +1,9 @@
 """The story folder sensor: exact page requests, a cursor, and rejected files with reasons."""
 
 import json
+import os
 import shutil
+import time
 
 import dagster as dg
 import yaml
@@ -10,7 +12,18 @@ from bookbug_assets.defs.intake.sensors import story_folder_sensor
 from tests.conftest import EXAMPLE
 
 
-def tick(defs, instance, cursor=None):
+def settle(folder):
+    """Files written in the last 10 s, as if written a minute earlier (order kept): the sensor takes a file only
+    once it has settled (intake.SETTLE_S), and these tests drop finished files."""
+    for path in folder.iterdir():
+        info = path.lstat()
+        if path.is_file() and not path.is_symlink() and time.time_ns() - info.st_mtime_ns < 10 * 10**9:
+            os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns - 60 * 10**9))
+
+
+def tick(defs, instance, cursor=None, settled=True):
+    if settled:
+        settle(defs.resources["storage"].stories_path)
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
                                       resources={"storage": defs.resources["storage"]})
     # evaluate_tick applies the checks the daemon applies (a backfill request must fit the target).
@@ -112,3 +125,177 @@ def test_the_sensor_never_raises_on_a_damaged_cursor_or_an_unwritable_rejected_f
     (workspace["stories"] / "rejected").write_text("a file where the folder should be")
     result = tick(defs_for(), instance, cursor='{"not_files": 1}')
     assert len(result.run_requests) == 1  # the good story still runs; the bad one is logged
+
+
+# --- issue 14 item 4: a flood of large files is taken a bounded batch at a time -----------------------------------
+
+def _processed(before: dict, after: dict) -> set:
+    return {name for name, fingerprint in after.items() if before.get(name) != fingerprint}
+
+
+def test_a_flood_of_large_stories_is_taken_in_bounded_batches_and_a_later_story_still_runs(workspace, defs_for,
+                                                                                           instance):
+    from bookbug_assets.story_intake import MAX_FILES_PER_TICK
+
+    folder = workspace["stories"]
+    base = yaml.safe_load(EXAMPLE.read_text())
+    pages = [{**base["pages"][i % 12], "scene": ("A long, careful scene note for the illustrator. " * 40)[:2000]}
+             for i in range(64)]
+    flood = MAX_FILES_PER_TICK + 12
+    for i in range(flood):
+        write_story(folder, f"flood-{i:03d}.yaml", book_id=f"flood-{i:03d}", pages=pages)
+    assert min(p.stat().st_size for p in folder.iterdir()) > 80_000
+    settle(folder)
+    write_story(folder, "late.yaml", book_id="late-story")  # dropped after the flood, newest
+    defs, cursor, seen, ticks, books = defs_for(), None, {}, 0, []
+    while ticks < flood + 1:
+        result = tick(defs, instance, cursor=cursor)
+        ticks += 1
+        files = json.loads(result.cursor)["files"]
+        taken = _processed(seen, files)
+        if not taken:
+            break
+        assert 1 <= len(taken) <= MAX_FILES_PER_TICK, len(taken)  # bounded, and never stuck
+        books += [p for r in result.run_requests for a, p in subset_keys(r) if a == "story"]
+        cursor, seen = result.cursor, files
+    assert len(seen) == flood + 1 and ticks >= 2
+    assert sorted(books) == sorted([f"flood-{i:03d}" for i in range(flood)] + ["late-story"])
+
+
+# --- issue 14 item 13: a file still being written is not taken -------------------------------------------------
+
+def test_a_half_written_upload_is_taken_only_once_it_has_settled(workspace, defs_for, instance):
+    folder, defs = workspace["stories"], defs_for()
+    text = EXAMPLE.read_text()
+    half = text[:text.index("  - text:", text.index("pages:") + 200)]  # a valid prefix: the first pages only
+    (folder / "upload.yaml").write_text(half)
+    first = tick(defs, instance, settled=False)
+    assert not first.run_requests and "still being written" in first.skip_reason.skip_message
+    (folder / "upload.yaml").write_text(text)  # the upload finishes
+    second = tick(defs, instance, cursor=first.cursor, settled=False)
+    assert not second.run_requests
+    third = tick(defs, instance, cursor=second.cursor)  # a minute later
+    assert len(third.run_requests) == 1
+    assert len({p for a, p in subset_keys(third.run_requests[0]) if a == "book_pages"}) == 12
+
+
+# --- issue 14 items 6 and 12 through the sensor -----------------------------------------------------------------
+
+def test_a_linked_rejected_folder_is_never_written_through(workspace, defs_for, instance, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (workspace["stories"] / "rejected").symlink_to(elsewhere, target_is_directory=True)
+    (workspace["stories"] / "broken.json").write_text('{"title": "uploader text"')
+    shutil.copy(EXAMPLE, workspace["stories"] / "good.yaml")
+    result = tick(defs_for(), instance)
+    assert len(result.run_requests) == 1 and list(elsewhere.iterdir()) == []
+
+
+def test_linked_reviews_are_refused_with_a_reason_that_quotes_nothing(workspace, defs_for, instance, tmp_path):
+    from bookbug_assets.defs.review.sensors import review_sensor
+
+    reviews = workspace["root"] / "reviews"
+    reviews.mkdir()
+    (tmp_path / "secret.txt").write_text("SECRETLINE_4242: x\n")
+    (reviews / "pip-and-the-lantern.yaml").symlink_to(tmp_path / "secret.txt")
+    defs = defs_for()
+    context = dg.build_sensor_context(instance=instance, definitions=defs,
+                                      resources={"storage": defs.resources["storage"]})
+    data = review_sensor.evaluate_tick(context)
+    reason = (reviews / "rejected" / "pip-and-the-lantern.yaml.reason.txt").read_text()
+    assert "symbolic link" in reason and "SECRETLINE" not in reason
+    again = review_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs,
+                                                                cursor=data.cursor,
+                                                                resources={"storage": defs.resources["storage"]}))
+    assert not again.run_requests
+
+
+# --- issue 16 items 4 and 7 ---------------------------------------------------------------------------------------
+
+def test_a_story_waiting_for_its_style_is_taken_when_the_style_appears(workspace, defs_for, instance):
+    folder, defs = workspace["stories"], defs_for()
+    write_story(folder, "chibi.yaml", book_id="chibi-book", style="chibi")
+    first = tick(defs, instance)
+    reason = folder / "rejected" / "chibi.yaml.reason.txt"
+    assert not first.run_requests and "unknown style 'chibi'" in reason.read_text()
+    shutil.copytree(workspace["styles"] / "soft-meadow", workspace["styles"] / "chibi")
+    second = tick(defs, instance, cursor=first.cursor)  # the file itself did not change
+    assert [{p for a, p in subset_keys(r) if a == "story"} for r in second.run_requests] == [{"chibi-book"}]
+    assert not reason.exists(), "a stale reason file stays after the story is accepted"
+
+
+def test_touching_a_story_requests_its_backfill_again(workspace, defs_for, instance):
+    folder, defs = workspace["stories"], defs_for()
+    shutil.copy(EXAMPLE, folder / EXAMPLE.name)
+    first = tick(defs, instance)
+    assert len(first.run_requests) == 1
+    assert not tick(defs, instance, cursor=first.cursor).run_requests
+    os.utime(folder / EXAMPLE.name)  # `touch`: same bytes, new mtime
+    touched = tick(defs, instance, cursor=first.cursor)
+    assert len(touched.run_requests) == 1 and touched.run_requests[0].tags["bookbug/reason"] == "story touched"
+
+
+def _built_as_if_by_make_demo(workspace, name=EXAMPLE.name):
+    import hashlib
+
+    from bookbug_assets.layout import StoryRecord, pdf_key, story_key
+    from bookbug_assets.stories import load_story_file
+    from bookbug_assets.storage import LocalArtifactStore
+
+    store = LocalArtifactStore(workspace["outputs"])
+    path = workspace["stories"] / name
+    parsed = load_story_file(path, {"soft-meadow"})
+    store.write_json(story_key(parsed.book_id), StoryRecord(source=name, sha256=hashlib.sha256(
+        path.read_bytes()).hexdigest(), story=parsed).model_dump(mode="json"))
+    store.write_bytes(pdf_key(parsed.book_id), b"%PDF-1.4 built")
+
+
+def test_a_book_make_demo_built_is_not_backfilled_again_on_the_first_tick(workspace, defs_for, instance):
+    shutil.copy(EXAMPLE, workspace["stories"] / EXAMPLE.name)
+    _built_as_if_by_make_demo(workspace)
+    first = tick(defs_for(), instance)
+    assert not first.run_requests, [r.tags for r in first.run_requests]
+    adds = {r.partitions_def_name: list(r.partition_keys) for r in first.dynamic_partitions_requests}
+    assert adds["books"] == ["pip-and-the-lantern"]  # the UI still shows the book
+
+
+def test_the_file_a_book_was_built_from_keeps_it_against_an_older_duplicate(workspace, defs_for, instance):
+    folder = workspace["stories"]
+    shutil.copy(EXAMPLE, folder / EXAMPLE.name)
+    _built_as_if_by_make_demo(workspace)
+    write_story(folder, "aaa.yaml", title="Hijacked")  # same book_id
+    stamp = (folder / EXAMPLE.name).stat().st_mtime_ns - 3600 * 10**9
+    os.utime(folder / "aaa.yaml", ns=(stamp, stamp))  # even an older file does not take it
+    result = tick(defs_for(), instance)
+    assert not result.run_requests
+    assert "already used by pip-and-the-lantern.yaml" in (folder / "rejected" / "aaa.yaml.reason.txt").read_text()
+
+
+# --- issue 14 items 10 and 11: the story asset reads the owner's file whatever else is in the folder -----------
+
+def test_the_story_step_reads_the_owners_file_past_poison_and_duplicates(workspace, defs_for, instance):
+    from bookbug_assets.defs.book_runs import _assets
+    from bookbug_assets.layout import load_story
+
+    folder, defs = workspace["stories"], defs_for()
+    shutil.copy(EXAMPLE, folder / EXAMPLE.name)
+    first = tick(defs, instance)
+    for add in first.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+    write_story(folder, "aaa.yaml", title="Hijacked")
+    (folder / "date.yaml").write_text(EXAMPLE.read_text().replace("title:", "when: 2023-02-30\ntitle:", 1))
+    (folder / "deep.yaml").write_text("book_id: " + "[" * 1000 + "]" * 1000 + "\n")
+    second = tick(defs, instance, cursor=first.cursor)
+    assert not second.run_requests
+    store = defs.resources["storage"].store()
+
+    def materialize(tags):
+        return dg.materialize(_assets(defs, "story"), instance=instance, resources=dict(defs.resources),
+                              partition_key="pip-and-the-lantern", tags=tags, raise_on_error=False)
+
+    assert materialize(first.run_requests[0].tags).success  # the sensor's run
+    assert materialize({}).success  # a run from the UI or `bookbug regenerate`: no tag
+    assert load_story(store, "pip-and-the-lantern").title != "Hijacked"
+    hijack = materialize({"bookbug/story_file": "aaa.yaml"})
+    assert not hijack.success
+    assert load_story(store, "pip-and-the-lantern").title != "Hijacked"

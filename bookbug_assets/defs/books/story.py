@@ -1,6 +1,10 @@
-"""story: the parsed, validated story of one book, read from the drop folder or the S3 prefix."""
+"""story: the parsed, validated story of one book, read from the drop folder or the S3 prefix.
 
-import hashlib
+It reads the file the story sensor decided owns the book (its run's `bookbug/story_file` or `bookbug/story_key`
+tag), else the file the book was last built from (the stored story record), else the oldest file claiming the
+book id (bookbug_assets.intake.story_for_book): another file, broken or claiming the same id, never changes it.
+"""
+
 from pathlib import Path
 
 import dagster as dg
@@ -10,8 +14,10 @@ from bookbug_assets.defs.common import user_errors
 from bookbug_assets.defs.ledger.assets import estimate_book_cost
 from bookbug_assets.defs.partitions import books_partitions
 from bookbug_assets.defs.resources import BookbugStorage, ImageProviders
-from bookbug_assets.intake import fetch_story_from_s3, find_story_file
+from bookbug_assets.intake import story_for_book
+from bookbug_assets.intake_s3 import fetch_story_from_s3
 from bookbug_assets.layout import StoryRecord, story_key
+from bookbug_assets.story_intake import STORY_FILE_TAG, STORY_KEY_TAG, STORY_SHA_TAG, recorded_source
 from bookbug_assets.styles import style_names
 
 
@@ -21,17 +27,24 @@ def story(context: dg.AssetExecutionContext, storage: BookbugStorage,
           image_providers: ImageProviders) -> dg.MaterializeResult:
     book_id = context.partition_key
     known = set(style_names(storage.styles_path))
+    store = storage.store()
+    recorded = recorded_source(store, book_id)
+    tags = context.run.tags
     with user_errors():
         if storage.s3_bucket and storage.s3_stories_prefix:
             key, sha, parsed = fetch_story_from_s3(storage.s3_client(), storage.s3_bucket,
                                                    storage.s3_stories_prefix, book_id, known,
-                                                   key_hint=context.run.tags.get("bookbug/story_key"))
-            path = Path(key)  # its .name is what the metadata shows as source_file
+                                                   key_hint=tags.get(STORY_KEY_TAG), recorded=recorded)
+            path, source = Path(key), Path(key).name  # its .name is what the metadata shows as source_file
         else:
-            path, parsed = find_story_file(storage.stories_path, book_id, known)
-            sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    store = storage.store()
-    store.write_json(story_key(book_id), StoryRecord(source=path.name, sha256=sha, story=parsed).model_dump(mode="json"))
+            found = story_for_book(storage.stories_path, book_id, known, tagged=tags.get(STORY_FILE_TAG),
+                                   recorded=recorded)
+            # A name in the stories folder, or the absolute path of a file `bookbug book` was given.
+            path, source, sha, parsed = storage.stories_path / found.name, found.name, found.sha256, found.story
+    if tags.get(STORY_SHA_TAG) and tags[STORY_SHA_TAG] != sha:
+        context.log.info(f"{path.name} changed since the sensor took it; building what it holds now (the sensor "
+                         "requests its own run for the change)")
+    store.write_json(story_key(book_id), StoryRecord(source=source, sha256=sha, story=parsed).model_dump(mode="json"))
     observe_book_style(context, store, book_id, parsed.style)  # the style version its images will be drawn with
     # The first lines of every book run: what this book will cost before anything is paid.
     estimate = estimate_book_cost(parsed, image_providers, store)

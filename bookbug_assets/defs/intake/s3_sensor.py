@@ -1,8 +1,9 @@
 """The S3 story sensor: an upload to s3://bucket/<prefix>/ becomes a book, like a file in data/stories/.
 
 The cursor keeps a last-modified high-water mark (so a tick lists only recent objects) and the ETag
-of every story key seen (bookbug_assets.intake.scan_s3_stories). A malformed upload gets a JSON
-reason object under `<prefix>rejected/` and the tick goes on. Built only when BOOKBUG_S3_BUCKET and
+of every story key taken (bookbug_assets.intake_s3.scan_s3_stories: the folder's parser, budget and
+owner rule). A malformed upload gets a JSON reason object under `<prefix>rejected/` (removed once the
+upload is accepted) and the tick goes on. Built only when BOOKBUG_S3_BUCKET and
 BOOKBUG_S3_STORIES_PREFIX are set.
 """
 
@@ -14,7 +15,8 @@ from dagster_aws.s3 import S3Resource
 
 from bookbug_assets.defs.intake.sensors import BOOK_SELECTION, story_sensor_result
 from bookbug_assets.defs.resources import BookbugStorage, storage_from_env
-from bookbug_assets.intake import _norm_prefix, scan_s3_stories, write_s3_rejection
+from bookbug_assets.intake_s3 import clear_s3_rejection, norm_prefix, scan_s3_stories, write_s3_rejection
+from bookbug_assets.story_intake import STORY_KEY_TAG, STORY_SHA_TAG, TickBudget
 from bookbug_assets.styles import style_names
 
 
@@ -27,23 +29,37 @@ def build_s3_story_sensor(bucket: str, prefix: str = "stories/", name: str = "s3
     # asset_selection: the daemon refuses asset-graph backfill requests from a sensor without one.
     @dg.sensor(name=name, minimum_interval_seconds=minimum_interval_seconds, default_status=default_status,
                asset_selection=BOOK_SELECTION,
-               description=f"Watches s3://{bucket}/{_norm_prefix(prefix)}: a new or changed story (new ETag) adds "
+               description=f"Watches s3://{bucket}/{norm_prefix(prefix)}: a new or changed story (new ETag) adds "
                            "its book partition and page slots and backfills exactly that book; a malformed one "
                            "gets a reason object under rejected/.")
     def s3_story_sensor(context: dg.SensorEvaluationContext, storage: BookbugStorage,
                         s3: S3Resource) -> dg.SensorResult:
         client = s3.get_client()
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        scan = scan_s3_stories(client, bucket, prefix, set(style_names(storage.styles_path)), cursor, context.log)
+        try:
+            cursor = json.loads(context.cursor) if context.cursor else {}
+        except ValueError:
+            context.log.warning("ignoring an unreadable sensor cursor; every upload is looked at again")
+            cursor = {}
+        scan = scan_s3_stories(client, bucket, prefix, set(style_names(storage.styles_path)),
+                               cursor if isinstance(cursor, dict) else {}, context.log, store=storage.store(),
+                               budget=TickBudget())
         for key, etag, reason in scan.rejected:
             try:
                 where = write_s3_rejection(client, bucket, prefix, key, etag, reason)
                 context.log.warning(f"rejected story {reason} (reason object {where})")
             except (ClientError, BotoCoreError) as exc:
                 context.log.warning(f"rejected story {reason} (could not write its reason object: {exc})")
+        for item in scan.accepted:
+            try:
+                clear_s3_rejection(client, bucket, prefix, item.source.name)
+            except (ClientError, BotoCoreError) as exc:
+                context.log.warning(f"could not remove the old reason object of {item.source.name}: {exc}")
+        if scan.deferred:
+            context.log.info(f"{scan.deferred} changed upload(s) wait for the next tick")
         # The story asset reads the very object the sensor validated (bookbug/story_key).
-        return story_sensor_result(context, [(story, {"bookbug/story_key": key}) for key, story in scan.stories],
-                                   bool(scan.rejected), json.dumps(scan.cursor, sort_keys=True),
+        tagged = [(item, {STORY_KEY_TAG: item.source.name, STORY_SHA_TAG: item.source.sha256})
+                  for item in scan.accepted]
+        return story_sensor_result(context, tagged, bool(scan.rejected), json.dumps(scan.cursor, sort_keys=True),
                                    skip_reason="no new or changed stories in S3")
 
     return s3_story_sensor

@@ -21,7 +21,7 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 
 from bookbug_assets.defs.intake.sensors import BOOK_SELECTION
 from bookbug_assets.defs.resources import BookbugStorage
-from bookbug_assets.intake import read_cursor_files, write_rejection
+from bookbug_assets.intake import newly_refused, read_cursor_files, write_rejection
 from bookbug_assets.layout import target_label
 from bookbug_assets.review import regeneration_keys, reviews_dir_for, scan_reviews
 from bookbug_assets.stories.models import Story
@@ -48,7 +48,10 @@ def build_review_sensor(reviews_dir: str | None = None, name: str = "review_sens
     def review_sensor(context: dg.SensorEvaluationContext, storage: BookbugStorage) -> dg.SensorResult:
         seen = read_cursor_files(context.cursor, context.log)
         folder = reviews_dir_for(storage.stories_path, reviews_dir)
+        # Links, FIFOs and devices are never read (bookbug_assets.watched_folder): each gets a reason, once.
+        refused = newly_refused(folder, seen)
         changes, failures, state = scan_reviews(folder, storage.store(), seen, context.log)
+        failures = refused + failures
         for file_name, reason in failures:
             where = write_rejection(folder, file_name, reason, context.log)
             context.log.warning(f"rejected review {reason}" + (f" (reason written to rejected/{where.name})"
