@@ -1,7 +1,8 @@
 """What an acceptable image costs, per book and per provider; a book's cost estimate; the ledger's summaries.
 
-Read from the ledger rows (one per generation attempt, generation.py) and the quality verdicts
-(one per image, written by the page renderer and the asset checks). "Acceptable" means the image
+Read from the ledger (one row per generation attempt, generation.py: the `cost_report` asset reads the
+compacted table, ledger_table.py, never the rows' JSON) and the quality verdicts (one per image,
+written by the page renderer and the asset checks). "Acceptable" means the image
 that is in the book now passed its quality gate (or a reviewer approved it over the gate).
 """
 
@@ -12,11 +13,11 @@ import polars as pl
 from pydantic import BaseModel
 
 from bookbug_assets.ledger import Ledger
+from bookbug_assets.ledger_table import LEDGER_PARQUET  # noqa: F401 - where it has always been imported from
 from bookbug_assets.quality.verdicts import load_verdicts
 from bookbug_assets.storage import ArtifactStore
 from bookbug_assets.stories.models import Story
 
-LEDGER_PARQUET = "ledger/generation_ledger.parquet"
 REPORT_PARQUET = "reports/cost_report.parquet"
 BOOK_ASSETS = ("sprite_sheet", "hero_page", "book_pages")
 COLUMNS = ["images", "attempts", "paid_generations", "free_generations", "cached_generations", "failed_generations",
@@ -55,9 +56,10 @@ def _aggregate(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
         pl.col("latency_s").filter(pl.col("status") == "ok").mean().round(2).alias("mean_latency_s")))
 
 
-def cost_tables(store: ArtifactStore) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(per book x provider x model, per provider x model over all books)."""
-    ledger = Ledger(store).frame().filter(pl.col("asset").is_in(BOOK_ASSETS))
+def cost_tables(store: ArtifactStore, ledger: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(per book x provider x model, per provider x model over all books), from `ledger` (the compacted table,
+    as the cost_report asset passes it) or, by default, every row as it is now (lists every row file)."""
+    ledger = (Ledger(store).frame() if ledger is None else ledger).filter(pl.col("asset").is_in(BOOK_ASSETS))
     keys = ["book_id", "provider", "model"]
     by_book = _aggregate(ledger, keys)
     accepted = _acceptable(store, by_book["book_id"].unique().to_list())

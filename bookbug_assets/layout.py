@@ -11,6 +11,7 @@ maps to. Keeping the three uses on one spelling is what lets an unreviewed book 
     books/<book>/pages/<NNN>.json           PageRecord: an accepted page and what it was drawn for
     books/<book>/quality/<target>.json      QualityVerdict of the target's current image
     books/<book>/review/state.json          ReviewState folded from the book's review files
+    books/<book>/lifecycle.json             BookState: active, delivered or archived (lifecycle.py)
     books/<book>/<book>.pdf                 the reading / print PDF; provenance.json beside it
     books/<book>/print/<platform>-interior.pdf | -cover.pdf | -print.json   files for a print platform
     styles/<style>/dataset.json | lora.json | quality_profile-<hash>.json | trained/<job>.json
@@ -103,6 +104,10 @@ def verdicts_prefix(book_id: str) -> str:
 
 def review_state_key(book_id: str) -> str:
     return book_key(book_id, "review/state.json")
+
+
+def book_state_key(book_id: str) -> str:
+    return book_key(book_id, "lifecycle.json")
 
 
 def pdf_key(book_id: str) -> str:

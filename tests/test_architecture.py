@@ -110,7 +110,9 @@ def test_every_spec_loads_from_the_defs_folder(loaded):
                       "book_pages:page_quality", "book_pdf:book_pdf_preflight",
                       "book_interior:book_interior_preflight", "book_cover:book_cover_preflight"}
     assert {s.name for s in repo.sensor_defs} == {"story_folder_sensor", "style_folder_sensor", "review_sensor"}
-    assert "golden_books_job" in {j.name for j in repo.get_all_jobs()}
+    assert {"golden_books_job", "archive_book", "restore_book", "deliver_book", "archive_delivered_books"} <= {
+        j.name for j in repo.get_all_jobs()}
+    assert {s.name for s in repo.schedule_defs} == {"archive_delivered_books_schedule"}
     assert set(loaded.resources) == {"storage", "image_providers"}
     for key in repo.asset_graph.get_all_asset_keys():  # every asset has a description, a group and a code version
         node = repo.asset_graph.get(key)

@@ -1,39 +1,48 @@
-"""generation_ledger (every generation, one Parquet table) and cost_report (what an acceptable image costs)."""
+"""generation_ledger (every generation, one Parquet table) and cost_report (what an acceptable image costs).
 
-import io
+Inside a book's run (tag `bookbug/book`) generation_ledger compacts only that book's new rows (and the
+rows of no book), so a book's ledger step costs what its own rows cost, not the project's history
+(ledger.py); materialized on its own (the UI, a schedule) it catches up every book. cost_report reads
+the table generation_ledger wrote, never the rows' JSON.
+"""
 
 import dagster as dg
-import polars as pl
 
 from bookbug_assets.cost_report import (
-    LEDGER_PARQUET, REPORT_PARQUET, CostEstimate, cost_tables, free, markdown_table, paid, summary_by_provider,
+    REPORT_PARQUET, CostEstimate, cost_tables, free, markdown_table, paid, summary_by_provider,
 )
 from bookbug_assets.cost_report import estimate_book_cost as _estimate
 from bookbug_assets.defs.gate_config import ImageGateConfig
 from bookbug_assets.defs.resources import BookbugStorage, ImageProviders
-from bookbug_assets.ledger import Ledger
+from bookbug_assets.ledger import Ledger, parquet_bytes
+from bookbug_assets.ledger_table import LEDGER_PARQUET, ledger_table, refresh_table
 from bookbug_assets.providers.base import ConfigurationError
 from bookbug_assets.storage import ArtifactStore
 from bookbug_assets.stories.models import Story
 
 
-def _parquet(frame: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer)
-    return buffer.getvalue()
+BOOK_TAG = "bookbug/book"  # every book's runs carry it (book_runs.py, the story and review sensors)
 
 
-@dg.asset(group_name="ledger", code_version="1", kinds={"parquet", "polars"},
+@dg.asset(group_name="ledger", code_version="2", kinds={"parquet", "polars"},
           deps=["sprite_sheet", "hero_page", "book_pages"],
           description="Every generation (paid, cached, refused, failed): provider, model, version, seed, cost, "
-                      "latency, cache hit. Parquet, one row per generation; columns in README.")
+                      "latency, cache hit. Parquet, one row per generation; columns in README. In a book's run "
+                      "it compacts that book's new rows only; on its own, every book's.")
 def generation_ledger(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.MaterializeResult:
     store = storage.store()
-    frame = Ledger(store).frame()
-    store.write_bytes(LEDGER_PARQUET, _parquet(frame))
+    ledger = Ledger(store)
+    book = context.run.tags.get(BOOK_TAG)
+    compacted = [ledger.compact(book), ledger.compact("")] if book else ledger.compact_all()
+    refresh = refresh_table(store)
+    frame = refresh.frame
+    parsed = sum(c.parsed for c in compacted)
+    context.log.info(f"ledger: {parsed} new row(s) compacted ({book or 'every book'}), {frame.height} in the table")
     summary = summary_by_provider(frame) if frame.height else frame
     return dg.MaterializeResult(metadata={
         "rows": frame.height,
+        "rows_compacted_now": parsed,
+        "books_in_table": refresh.books,
         "paid_generations": int(frame.select(paid().sum()).item()) if frame.height else 0,  # billed, not previews
         "free_generations": int(frame.select(free().sum()).item()) if frame.height else 0,
         "cache_hits": int(frame["cache_hit"].sum()) if frame.height else 0,
@@ -48,8 +57,8 @@ def generation_ledger(context: dg.AssetExecutionContext, storage: BookbugStorage
                       "generations, cost, cost per image that passed its quality gate, mean latency.")
 def cost_report(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.MaterializeResult:
     store = storage.store()
-    by_book, by_provider = cost_tables(store)
-    store.write_bytes(REPORT_PARQUET, _parquet(by_book))
+    by_book, by_provider = cost_tables(store, ledger_table(store))
+    store.write_bytes(REPORT_PARQUET, parquet_bytes(by_book))
     context.log.info(f"cost report: {by_book.height} book x provider row(s)")
     return dg.MaterializeResult(metadata={
         "rows": by_book.height,
