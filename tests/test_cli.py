@@ -1,0 +1,195 @@
+"""`bookbug`: every failure is one line on stderr and a non-zero exit code (a traceback only under --debug), and
+`bookbug book` builds the file it was given, or refuses it saying why.
+
+Each test calls `bookbug_assets.cli.main` in this process, against a throwaway data root and instance.
+"""
+
+import os
+import shutil
+
+import pytest
+import yaml
+
+from bookbug_assets.cli import main
+from tests.conftest import EXAMPLE
+
+
+@pytest.fixture
+def env(workspace, monkeypatch, tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    for name, value in {"DAGSTER_HOME": home, "BOOKBUG_DATA_ROOT": workspace["outputs"],
+                        "BOOKBUG_STORIES_DIR": workspace["stories"], "BOOKBUG_STYLES_DIR": workspace["styles"]}.items():
+        monkeypatch.setenv(name, str(value))
+    for name in ("REPLICATE_API_TOKEN", "FAL_KEY", "BOOKBUG_PROVIDER", "BOOKBUG_S3_BUCKET", "BOOKBUG_S3_STORIES_PREFIX",
+                 "BOOKBUG_DEBUG"):
+        monkeypatch.delenv(name, raising=False)  # the offline preview, whatever the caller's shell has
+    return workspace
+
+
+def story_text(book_id: str, pages: int = 2, **fields) -> str:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(book_id=book_id, pages=data["pages"][:pages], **fields)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("bookbug: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_story_nested_1000_deep_is_one_line(env, capsys, tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a:\n" + "".join(" " * (i + 1) + "b:\n" for i in range(1000)))
+    code, _, err = run(capsys, "book", str(deep))
+    assert code == 1
+    assert "deep.yaml" in one_error_line(err) and "nested too deeply" in err
+
+
+def test_a_data_root_that_cannot_be_written_is_one_line_naming_the_variable(env, capsys, monkeypatch):
+    monkeypatch.setenv("BOOKBUG_DATA_ROOT", "/proc")
+    code, _, err = run(capsys, "demo")
+    assert code == 1
+    assert "BOOKBUG_DATA_ROOT=/proc" in one_error_line(err)
+
+
+def test_an_s3_bucket_without_credentials_is_one_line_naming_the_variable(env, capsys, monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata lookup: fails at once
+    monkeypatch.setenv("BOOKBUG_S3_BUCKET", "books")
+    monkeypatch.setenv("BOOKBUG_S3_ENDPOINT_URL", "http://127.0.0.1:9")
+    code, _, err = run(capsys, "demo")
+    line = one_error_line(err)
+    assert code == 1
+    assert "BOOKBUG_S3_BUCKET=books" in line and "credentials" in line
+
+
+def test_dagster_home_unset_is_one_line(env, capsys, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME")
+    (env["stories"] / "short.yaml").write_text(story_text("short"))
+    code, _, err = run(capsys, "book", str(env["stories"] / "short.yaml"))
+    assert code == 1 and "DAGSTER_HOME" in one_error_line(err)
+
+
+def test_a_failed_quality_gate_is_one_line_naming_the_image_and_the_run(env, capsys):
+    (env["stories"] / "gated.yaml").write_text(story_text("gated"))
+    code, out, err = run(capsys, "book", str(env["stories"] / "gated.yaml"), "--thresholds", "min_blur=1000000")
+    line = one_error_line(err)
+    assert code == 1
+    assert "sprite_sheet failed its quality gate" in line and "blurred" in line and "see run " in line, line
+    assert "Stack Trace" not in out  # Dagster's log goes to stdout, without the traceback
+
+
+def test_a_failure_raised_in_a_run_is_one_line_with_its_words(env, capsys):
+    (env["stories"] / "needs-key.yaml").write_text(story_text("needs-key", provider="replicate:black-forest-labs/flux-dev"))
+    code, _, err = run(capsys, "book", str(env["stories"] / "needs-key.yaml"))
+    line = one_error_line(err)
+    assert code == 1 and "REPLICATE_API_TOKEN" in line, line
+
+
+def test_debug_shows_the_traceback(env, capsys, monkeypatch):
+    monkeypatch.setenv("BOOKBUG_DATA_ROOT", "/proc")
+    with pytest.raises(Exception, match="BOOKBUG_DATA_ROOT=/proc"):
+        main(["demo", "--debug"])
+    monkeypatch.setenv("BOOKBUG_DEBUG", "1")
+    with pytest.raises(Exception, match="BOOKBUG_DATA_ROOT=/proc"):
+        main(["demo"])
+
+
+def test_unknown_thresholds_are_one_line(env, capsys):
+    code, _, err = run(capsys, "demo", "--thresholds", "max_blur=3")
+    assert code == 1 and "max_blur='3': not a quality limit" in one_error_line(err)
+
+
+# --- which file a book is built from -------------------------------------------------------------------------
+
+def test_book_builds_the_given_file_and_refuses_another_file_claiming_its_book_id(env, capsys, tmp_path):
+    owner = env["stories"] / "owner.yaml"
+    owner.write_text(story_text("owned"))
+    code, out, err = run(capsys, "book", str(owner))
+    assert code == 0 and not err, err
+    pdf = env["outputs"] / "books" / "owned" / "owned.pdf"
+    assert f"[bookbug] PDF: {pdf.resolve()}" in out and pdf.is_file()
+    built = pdf.read_bytes()
+
+    hijack = story_text("owned", title="Hijacked")
+    elsewhere = tmp_path / "aaa.yaml"
+    elsewhere.write_text(hijack)
+    (env["stories"] / "aaa.yaml").write_text(hijack)  # in the folder too, newer than the owner
+    for path in (elsewhere, env["stories"] / "aaa.yaml"):
+        code, _, err = run(capsys, "book", str(path))
+        line = one_error_line(err)
+        assert code == 1 and "book_id: 'owned' belongs to owner.yaml" in line, line
+    assert pdf.read_bytes() == built  # nothing ran
+    code, _, err = run(capsys, "book", str(owner))  # the owner still builds (all cache hits)
+    assert code == 0, err
+
+
+def test_book_builds_a_story_file_outside_the_watched_folder(env, capsys, tmp_path):
+    outside = tmp_path / "somewhere" / "book.yaml"
+    outside.parent.mkdir()
+    outside.write_text(story_text("outside-folder"))
+    code, out, err = run(capsys, "book", str(outside))
+    assert code == 0, err
+    assert (env["outputs"] / "books" / "outside-folder" / "outside-folder.pdf").is_file()
+
+
+# --- bookbug validate --------------------------------------------------------------------------------------------
+
+def test_validate_prints_one_line_per_problem_and_exits_1(env, capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    data = yaml.safe_load(story_text("bad-book"))
+    data.update(style="noir", provider="nope:model", seed=-1)
+    data["pages"][1].pop("scene")
+    bad.write_text(yaml.safe_dump(data))
+    code, out, err = run(capsys, "validate", str(bad))
+    lines = out.splitlines()
+    assert code == 1 and not err
+    assert all(line.startswith(f"{bad}: ") for line in lines), lines
+    fields = {line.split(": ")[1] for line in lines}
+    assert {"provider", "seed", "pages[1].scene"} <= fields, lines
+
+
+def test_validate_finds_what_the_sensors_would_refuse(env, capsys, tmp_path):
+    (env["stories"] / "first.yaml").write_text(story_text("taken"))
+    later = tmp_path / "later.yaml"
+    later.write_text(story_text("taken", title="Another"))
+    unknown = tmp_path / "unknown-style.yaml"
+    unknown.write_text(story_text("unknown-style", style="chibi"))
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)  # opening it would block: it must be refused unread
+    code, out, _ = run(capsys, "validate", str(later), str(unknown), str(fifo), str(env["stories"] / "first.yaml"))
+    assert code == 1
+    assert f"{later}: book_id: 'taken' belongs to first.yaml" in out
+    assert f"{unknown}: style: unknown style 'chibi'" in out
+    assert f"{fifo}: not read: it is a FIFO" in out
+    assert f"ok: {env['stories'] / 'first.yaml'}" in out
+
+
+def test_validate_a_style_folder_lists_every_problem(env, capsys):
+    style = env["styles"] / "My Style"
+    shutil.copytree(env["styles"] / "soft-meadow", style)
+    (style / "style.yaml").write_text("name: my-style\ntrainer: sometimes\ntraining_steps: 1\n")
+    captions = sorted((style / "images").glob("*.txt"))
+    for caption in captions[:2]:
+        caption.unlink()
+    code, out, _ = run(capsys, "validate", str(style))
+    assert code == 1
+    assert "is not a style name" in out
+    assert f"{style / 'style.yaml'}: trainer: " in out and f"{style / 'style.yaml'}: training_steps: " in out
+    assert all(f"{c}: missing caption" in out for c in captions[:2]), out
+
+    code, out, _ = run(capsys, "validate", str(env["styles"] / "soft-meadow"))
+    assert code == 0 and "ok: " in out
