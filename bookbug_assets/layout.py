@@ -114,6 +114,11 @@ def pdf_key(book_id: str) -> str:
     return book_key(book_id, f"{book_id}.pdf")
 
 
+def pdf_inputs_key(book_id: str) -> str:
+    """What the book's PDF was made from (print_book.pdf_inputs), so an unchanged book is not laid out again."""
+    return book_key(book_id, "pdf_inputs.json")
+
+
 def provenance_key(book_id: str) -> str:
     return book_key(book_id, "provenance.json")
 

@@ -7,13 +7,17 @@ prints around a hole.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from pathlib import Path
+
+from bookbug_assets import pdf as pdf_module
 
 from bookbug_assets.layout import (
     GenerationRecord, NotMaterialized, book_targets, load_page_records, load_record, load_story_record, page_number,
-    page_target, pdf_key, provenance_key, record_key,
+    page_target, pdf_inputs_key, pdf_key, provenance_key, record_key,
 )
 from bookbug_assets.gate_outcome import page_gate_line
 from bookbug_assets.pdf import PdfPage, PdfResult, PdfSpec, build_book_pdf
@@ -35,6 +39,7 @@ class PrintedBook:
     cover: GenerationRecord
     records: dict[str, GenerationRecord]  # "cover" and page-NNN
     key: str
+    reused: bool = False  # the PDF already stored was made from exactly these pages, text and layout
 
 
 def provenance(story_title: str, records: dict[str, GenerationRecord]) -> dict:
@@ -74,14 +79,49 @@ def print_book(store: ArtifactStore, book_id: str, *, approval_required: bool = 
     approval = approval_status(store, story, required=approval_required)
     key = pdf_key(book_id)
     out = store.local_path(key)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result = build_book_pdf(title=story.title, author=story.author, cover=cover_page, pages=pdf_pages, spec=spec,
-                            out_path=out, draft=approval.draft,
-                            metadata={"bookbug_provenance": json.dumps(prov, sort_keys=True)})
-    # 4. Publish the PDF and its provenance.
-    store.publish_local(key)
-    store.write_json(provenance_key(book_id), prov)
-    return PrintedBook(result=result, approval=approval, cover=cover, records=records, key=key)
+    # 4. An unchanged book keeps the PDF it has: encoding every page again is most of an unchanged rerun's time.
+    inputs = pdf_inputs(story, spec, cover_page, pdf_pages, records, draft=approval.draft)
+    result = reusable_pdf(store, book_id, out, inputs)
+    reused = result is not None
+    if result is None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result = build_book_pdf(title=story.title, author=story.author, cover=cover_page, pages=pdf_pages, spec=spec,
+                                out_path=out, draft=approval.draft,
+                                metadata={"bookbug_provenance": json.dumps(prov, sort_keys=True)})
+        # 5. Publish the PDF and its provenance, then what it was made from (last: a crash in between rebuilds).
+        store.publish_local(key)
+        store.write_json(provenance_key(book_id), prov)
+        store.write_json(pdf_inputs_key(book_id), {"inputs": inputs, "result": {**asdict(result),
+                                                                              "path": str(result.path)}})
+    return PrintedBook(result=result, approval=approval, cover=cover, records=records, key=key, reused=reused)
+
+
+def _layout_code() -> str:
+    """The layout code's own bytes: a change to how pages are laid out rebuilds every PDF, with no version number
+    for anyone to forget to bump."""
+    return hashlib.sha256(Path(pdf_module.__file__).read_bytes()).hexdigest()
+
+
+def pdf_inputs(story: Story, spec: PdfSpec, cover: PdfPage, pages: list[PdfPage],
+               records: dict[str, GenerationRecord], *, draft: bool) -> dict:
+    """Everything the PDF's bytes depend on besides the image files themselves, which are named by content hash."""
+    return {"layout_code": _layout_code(), "title": story.title, "author": story.author, "spec": repr(spec),
+            "draft": draft, "images": {name: r.image_sha256 for name, r in records.items()},
+            "pages": [[p.label, p.text, p.is_preview] for p in [cover, *pages]]}
+
+
+def reusable_pdf(store: ArtifactStore, book_id: str, out: Path, inputs: dict) -> PdfResult | None:
+    """The PDF already in the store, when it was made from exactly these inputs and is still the file it was."""
+    key = pdf_inputs_key(book_id)
+    if not (store.exists(key) and store.exists(pdf_key(book_id))):
+        return None
+    made = store.read_json(key)
+    if made.get("inputs") != inputs:
+        return None
+    recorded = made["result"]
+    if not out.is_file() or hashlib.sha256(out.read_bytes()).hexdigest() != recorded["sha256"]:
+        return None  # deleted or changed by hand: make it again
+    return PdfResult(**{**recorded, "path": out})
 
 
 def _check_pages(store: ArtifactStore, story: Story, pages: dict, now: dict[str, str]) -> None:

@@ -14,6 +14,7 @@ from bookbug_assets.defs.common import (
 from bookbug_assets.defs.gate_config import ImageGateConfig, ReferenceCheckConfig
 from bookbug_assets.defs.partitions import books_partitions
 from bookbug_assets.defs.resources import BookbugStorage, ImageProviders, generation_pool
+from bookbug_assets.gate_outcome import gate_outcome
 from bookbug_assets.layout import load_story_record
 from bookbug_assets.quality.gate import attempts_markdown
 from bookbug_assets.quality.verdicts import quality_reference, recheck_reference, sheet_reference
@@ -48,10 +49,10 @@ def _render(context: dg.AssetExecutionContext, storage: BookbugStorage, image_pr
                                     gate=config.settings(), qref=qref, review=load_state(store, book_id),
                                     story_sha256=story_record.sha256)
     context.log.info(f"{target} for {book_id}: {family}:{model} seed {record.seed} "
-                     f"{'cache hit' if record.cache_hit else f'${record.cost_usd:.3f}'}; {verdict.description()}")
+                     f"{'cache hit' if record.cache_hit else f'${record.cost_usd:.3f}'}; {target} {gate_outcome(verdict)}")
     return dg.MaterializeResult(data_version=dg.DataVersion(record.image_sha256[:16]),
                                 metadata={**image_metadata(store, record, target), "book": book_id,
-                                          "prompt": record.prompt, "quality": verdict.description(),
+                                          "prompt": record.prompt, "quality": f"{target} {gate_outcome(verdict)}",
                                           "accepted": verdict.accepted, "winning_attempt": verdict.winner,
                                           "attempts": len(verdict.attempts),
                                           "attempts_table": dg.MetadataValue.md(attempts_markdown(verdict))})

@@ -30,11 +30,12 @@ def book_pdf(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.M
     out = store.local_path(book.key)
     result, approval = book.result, book.approval
     cost = book_cost(store, book_id)
-    context.log.info(f"book PDF for {book_id}: {out}; {cost.line()}")
+    made = "unchanged, kept as it was" if book.reused else "laid out"
+    context.log.info(f"book PDF for {book_id} ({made}): {out}; {cost.line()}")
     return dg.MaterializeResult(
         data_version=dg.DataVersion(result.sha256[:16]),
         metadata={"pdf": dg.MetadataValue.path(str(out)), "pages": result.page_count, "preview": result.preview,
-                  "draft": approval.draft,
+                  "rebuilt": not book.reused, "draft": approval.draft,
                   "unapproved": ", ".join(approval.unapproved) if approval.required else "approval not required",
                   "page_size_in": f"{result.width_pt / 72:.3f} x {result.height_pt / 72:.3f}",
                   "upscaled_pages": ", ".join(result.upscaled_pages) or "none",
