@@ -121,12 +121,8 @@ def _result(report: PrintPreflight) -> dg.AssetCheckResult:
                             "dpi, fonts embedded, text in the safe area and clear of the gutter, no annotations or "
                             "bookmarks, file size; for PDF/X platforms the X keys, output intent, CMYK and ink.")
 def book_interior_preflight(context: dg.AssetCheckExecutionContext, storage: BookbugStorage) -> dg.AssetCheckResult:
-    store = storage.store()
-    with user_errors():
-        story = load_story(store, context.partition_key)
-    spec = print_spec(story)
-    path = store.local_path(print_file_key(story.book_id, spec.platform, "interior.pdf"))
-    return _result(preflight_interior(path, spec, len(story.pages)))
+    story, spec, interior, _ = _print_files(context, storage)
+    return _result(preflight_interior(interior, spec, len(story.pages)))
 
 
 @dg.asset_check(asset="book_cover", partitions_def=books_partitions, blocking=False,
@@ -134,15 +130,20 @@ def book_interior_preflight(context: dg.AssetCheckExecutionContext, storage: Boo
                             "the interior's page count and paper, text in the safe area, the barcode box clear, "
                             "fonts embedded, images >= the story's dpi, file size; PDF/X keys and ink where wanted.")
 def book_cover_preflight(context: dg.AssetCheckExecutionContext, storage: BookbugStorage) -> dg.AssetCheckResult:
+    story, spec, interior, cover = _print_files(context, storage)
+    # the spine must match the interior as written (if someone rebuilt one without the other, this says so)
+    pages = len(PdfReader(str(interior)).pages) if interior.is_file() else interior_page_count(story)
+    return _result(preflight_cover(cover, spec, pages))
+
+
+def _print_files(context: dg.AssetCheckExecutionContext, storage: BookbugStorage):
+    """(story, print spec, interior path, cover path) of the check's book."""
     store = storage.store()
     with user_errors():
         story = load_story(store, context.partition_key)
     spec = print_spec(story)
-    interior = store.local_path(print_file_key(story.book_id, spec.platform, "interior.pdf"))
-    # the spine must match the interior as written (if someone rebuilt one without the other, this says so)
-    pages = len(PdfReader(str(interior)).pages) if interior.is_file() else interior_page_count(story)
-    return _result(preflight_cover(store.local_path(print_file_key(story.book_id, spec.platform, "cover.pdf")),
-                                   spec, pages))
+    return (story, spec, *(store.local_path(print_file_key(story.book_id, spec.platform, name))
+                           for name in ("interior.pdf", "cover.pdf")))
 
 
 @dg.definitions
