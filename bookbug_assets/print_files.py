@@ -10,13 +10,13 @@ fonts and watermarks look exactly as in the reading copy (`book_pdf`). Differenc
 - Cover: wrap/bleed + back + (hinge) + spine + (hinge) + front + wrap/bleed; the front is the hero page with the
   title, the back a generated back-cover image with the story's back-cover text, the spine carries title and
   author only from the platform's minimum page count, and the barcode box is painted plain white.
-- CMYK platforms (IngramSpark): images are separated to CMYK by full grey-component replacement
-  (K = min(C, M, Y), taken out of C, M and Y): a plain formula, not an ICC-profile separation, which keeps the
-  total ink of any pixel at or under 200 % (the platform's limit is 240 %). Text is 100 % K already. The file then
-  carries the PDF/X-1a:2001 keys (GTS_PDFXVersion, an OutputIntent naming the registered condition "CGATS TR 001",
-  PDF 1.3 header). No ICC profile is embedded (none ships in this environment) and no PDF/X validator has read
-  the result: it is PDF/X-1a in intent, checked by our own preflight, not certified; run it through the
-  platform's own preflight (or Ghostscript's PDF/X conversion) before paying for a proof.
+- PDF/X platforms (IngramSpark): images are separated to CMYK through the CMYK output profile the file carries
+  (print_colour.py: found at run time, none ships here) and held under the platform's total-ink limit; text is
+  100 % K. The file is PDF 1.3 with the PDF/X-1a:2001 keys (GTS_PDFXVersion, Trapped /False) and one OutputIntent
+  whose DestOutputProfile is that ICC profile; every page has its TrimBox and BleedBox, and nothing is
+  transparent (the watermark is outlined, not translucent). print_pdfx.py reads all of that back, and
+  print_ghostscript.py has Ghostscript render the pages and measure the ink. No certified PDF/X validator has
+  read the result: run it through the platform's own upload check before paying for a proof.
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageOps, ImageStat
 from reportlab import rl_config
 from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.pdfdoc import PDFArray, PDFDictionary, PDFName, PDFString
+from reportlab.pdfbase.pdfdoc import PDFArray, PDFDictionary, PDFName, PDFStream, PDFString, PDFZCompress
 from reportlab.pdfgen.canvas import Canvas
 
 from bookbug_assets.pdf import (
     _BUILD_LOCK, BOLD, JPEG_QUALITY, MIN_BODY_PT, REGULAR, PdfPage, _draw_text, _fit_panel, _Geom, _Info, _Jpeg,
     _layout, _register_fonts, _render_image, WATERMARK_CAP, watermark_size,
 )
+from bookbug_assets.print_colour import CmykProfile, find_cmyk_profile, separate
 from bookbug_assets.print_platforms import (
     CoverSpread, PagePlan, cover_spread, interior_page, pixels, plan_pages, rules,
 )
@@ -45,8 +45,6 @@ from bookbug_assets.storage import atomic_file
 
 PT = 72.0
 PDFX_VERSION = "PDF/X-1a:2001"
-OUTPUT_CONDITION = "CGATS TR 001"  # SWOP coated (US web offset), a characterization registered at color.org
-MAX_INK_PCT = 200  # what the GCR separation below can reach at most
 
 
 @dataclass(frozen=True)
@@ -85,43 +83,45 @@ class PrintFile:
     upscaled: list[str] = field(default_factory=list)
 
 
-def separate_cmyk(img: Image.Image) -> Image.Image:
-    """RGB -> CMYK by full grey-component replacement; total ink <= 200 % for every pixel."""
-    rgb = np.asarray(img.convert("RGB"))
-    top = rgb.max(axis=2, keepdims=True)  # K = 255 - max(R, G, B); C = max - R and so on (8-bit, exact)
-    return Image.fromarray(np.concatenate([top - rgb, 255 - top], axis=2), "CMYK")
-
-
 def _jpeg(img: Image.Image, dpi: float) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=JPEG_QUALITY, subsampling=0, dpi=(dpi, dpi))
     return buf.getvalue()
 
 
-def _for_platform(jpeg: bytes, colour: str, dpi: float) -> bytes:
-    if colour != "CMYK":
+def _for_platform(jpeg: bytes, profile: CmykProfile | None, max_ink_pct: int | None, dpi: float) -> bytes:
+    if profile is None:
         return jpeg
     with Image.open(io.BytesIO(jpeg)) as im:
-        return _jpeg(separate_cmyk(im), dpi)
+        return _jpeg(separate(im, profile, max_ink_pct), dpi)
+
+
+def _profile_for(platform: str) -> CmykProfile | None:
+    """The CMYK output profile a PDF/X or CMYK platform's files are separated for and carry (MissingIccProfile,
+    naming the package to install, before anything is drawn)."""
+    r = rules(platform)
+    return find_cmyk_profile() if r.colour == "CMYK" or r.pdf_standard.startswith("PDF/X") else None
 
 
 def _box_pt(box) -> tuple[float, ...]:
     return tuple(v * PT for v in box)
 
 
-def _canvas(buf, size_pt, title: str, author: str, marks: list[str], pdfx: bool) -> Canvas:
+def _canvas(buf, size_pt, title: str, author: str, marks: list[str], pdfx: CmykProfile | None) -> Canvas:
     c = Canvas(buf, pagesize=size_pt, invariant=1, pageCompression=1, initialFontName=REGULAR,
                pdfVersion=(1, 3) if pdfx else None)
     c._doc.info = _Info({"GTS_PDFXVersion": PDFX_VERSION, "GTS_PDFXConformance": PDFX_VERSION} if pdfx else {})
+    c._doc.info.trapped = "False"  # PDF/X: Trapped must be True or False; nothing here is trapped
     if pdfx:
         # reportlab writes only the catalog keys it knows; OutputIntents is added to this catalog's list.
         catalog = c._doc.Catalog
         catalog.__NoDefault__ = [*catalog.__NoDefault__, "OutputIntents"]
+        icc = c._doc.Reference(PDFStream(PDFDictionary({"N": 4}), pdfx.data, filters=[PDFZCompress]))
         c.setCatalogEntry("OutputIntents", PDFArray([PDFDictionary({
             "Type": PDFName("OutputIntent"), "S": PDFName("GTS_PDFX"),
-            "OutputConditionIdentifier": PDFString(OUTPUT_CONDITION), "RegistryName": PDFString("http://www.color.org"),
-            "OutputCondition": PDFString("SWOP coated, US web offset (CGATS TR 001)"),
-            "Info": PDFString("CMYK by grey-component replacement; no ICC profile embedded")})]))
+            "OutputConditionIdentifier": PDFString(pdfx.condition_identifier),
+            "RegistryName": PDFString("http://www.color.org"), "OutputCondition": PDFString(pdfx.condition),
+            "Info": PDFString(pdfx.description), "DestOutputProfile": icc})]))
     c.setTitle(" ".join([*(f"[{m}]" for m in marks), title]))
     c.setAuthor(author)
     c.setCreator("bookbug_assets")
@@ -179,7 +179,8 @@ def build_interior_pdf(*, title: str, author: str, pages: list[PdfPage], spec: P
     plan = plan_pages(spec.platform, spec.binding, spec.paper, len(pages), spec.trim_width_in, spec.trim_height_in)
     preview = any(p.is_preview for p in pages)
     marks = _marks(preview, draft)
-    pdfx = r.pdf_standard.startswith("PDF/X")
+    profile = _profile_for(spec.platform)
+    pdfx = profile if r.pdf_standard.startswith("PDF/X") else None
     buf = io.BytesIO()
     upscaled = []
     with _BUILD_LOCK:
@@ -202,7 +203,7 @@ def build_interior_pdf(*, title: str, author: str, pages: list[PdfPage], spec: P
                     jpeg, up, placed = _render_image(Path(page.image), geom, panels)
                     if up:
                         upscaled.append(label)
-                    c.drawImage(_Jpeg(_for_platform(jpeg, r.colour, spec.dpi)), 0, 0, width=geom.media_w,
+                    c.drawImage(_Jpeg(_for_platform(jpeg, profile, r.total_ink_pct, spec.dpi)), 0, 0, width=geom.media_w,
                                 height=geom.media_h)
                     for panel, y0 in placed:
                         _draw_text(c, geom, panel, y0)
@@ -270,6 +271,7 @@ def build_cover_pdf(*, title: str, author: str, front: PdfPage, back: PdfPage, b
     """The cover spread for an interior of `interior_pages` pages (the padded count: it sets the spine)."""
     _register_fonts()
     r = rules(spec.platform)
+    profile = _profile_for(spec.platform)
     for p in (front, back):
         if not Path(p.image).is_file():
             raise FileNotFoundError(f"cover image not found: {p.image}")
@@ -314,10 +316,10 @@ def build_cover_pdf(*, title: str, author: str, front: PdfPage, back: PdfPage, b
     # the barcode box: plain white, where the platform prints the ISBN barcode
     draw.rectangle((round(bx[0] * k), round((spread.height - bx[3]) * k), round(bx[2] * k),
                     round((spread.height - bx[1]) * k)), fill="white")
-    jpeg = _for_platform(_jpeg(art, k), r.colour, k)
+    jpeg = _for_platform(_jpeg(art, k), profile, r.total_ink_pct, k)
     preview = front.is_preview or back.is_preview
     marks = _marks(preview, draft)
-    pdfx = r.pdf_standard.startswith("PDF/X")
+    pdfx = profile if r.pdf_standard.startswith("PDF/X") else None
     size = (spread.width * PT, spread.height * PT)
     buf = io.BytesIO()
     with _BUILD_LOCK:

@@ -12,6 +12,7 @@ know but that no source we could confirm makes a rule (a long run of blank pages
 from __future__ import annotations
 
 import io
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from pypdf import PdfReader
 
 from bookbug_assets.preflight import _PageWalker
 from bookbug_assets.print_files import PrintTargetSpec
+from bookbug_assets.print_ghostscript import GS_MISSING, ghostscript, render_ink
+from bookbug_assets.print_pdfx import pdfx_problems
 from bookbug_assets.print_platforms import cover_spread, interior_page, page_limits, rules
 
 PT = 72.0
@@ -41,6 +44,8 @@ class PrintPreflight:
     watermarks: list[str] = field(default_factory=list)
     pdf_standard: str = ""
     file_mb: float = 0.0
+    rendered_max_ink_pct: float | None = None   # Ghostscript's render; None where it is not installed
+    checked_by: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -56,7 +61,8 @@ class PrintPreflight:
 
     def markdown(self) -> str:
         lines = [f"- **{self.what}**: {self.pages} page(s), {self.file_mb:.1f} MB, {self.pdf_standard}",
-                 *(f"- problem: {p}" for p in self.problems), *(f"- note: {n}" for n in self.notes)]
+                 *(f"- problem: {p}" for p in self.problems), *(f"- note: {n}" for n in self.notes),
+                 *(f"- checked by {c}" for c in self.checked_by)]
         return "\n".join(lines)
 
 
@@ -117,33 +123,41 @@ def _common(reader: PdfReader, path: Path, spec: PrintTargetSpec, report: PrintP
     report.pdf_standard = version or f"PDF {reader.pdf_header.removeprefix('%PDF-')}"
     pdfx = r.pdf_standard.startswith("PDF/X")
     if pdfx:
-        if version != r.pdf_standard:
-            report.problems.append(f"GTS_PDFXVersion is {version or 'missing'}, {r.name} wants {r.pdf_standard}")
-        intents = [i.get_object() for i in root.get("/OutputIntents", [])]
-        if not any(i.get("/S") == "/GTS_PDFX" for i in intents):
-            report.problems.append("no PDF/X output intent (/OutputIntents with /S /GTS_PDFX)")
-        elif not any("/DestOutputProfile" in i for i in intents):
-            report.notes.append("the output intent names a registered condition but embeds no ICC profile; "
-                                "not validated as PDF/X by a certified checker")
+        report.problems += pdfx_problems(reader, r.pdf_standard, labels)
+        report.checked_by.append("pypdf: PDF/X keys, output intent and its ICC profile, boxes, colour, transparency")
     for page, label in zip(reader.pages, labels):
         if page.get("/Annots"):
             report.problems.append(f"{label}: has annotations; print platforms refuse them")
-        gstates = page.get("/Resources", {}).get("/ExtGState", {}) if "/Resources" in page else {}
-        live = [n for n, g in (gstates or {}).items()
-                if float(g.get_object().get("/ca", 1)) < 1 or float(g.get_object().get("/CA", 1)) < 1]
-        if pdfx and live:
-            report.problems.append(f"{label}: live transparency ({', '.join(live)}); {r.pdf_standard} wants it "
-                                   "flattened")
         for xobj in _images(page):
-            if "/SMask" in xobj and pdfx:
-                report.problems.append(f"{label}: an image has a soft mask (transparency)")
-            if r.colour == "CMYK" and xobj.get("/ColorSpace") != "/DeviceCMYK":
+            if r.colour == "CMYK" and not pdfx and xobj.get("/ColorSpace") != "/DeviceCMYK":
                 report.problems.append(f"{label}: image in {xobj.get('/ColorSpace')}, {r.name} wants CMYK")
             ink = _ink_pct(xobj)
             if ink is not None:
                 report.max_ink_pct = ink if report.max_ink_pct is None else max(report.max_ink_pct, ink)
                 if r.total_ink_pct is not None and ink > r.total_ink_pct + 0.5:
                     report.problems.append(f"{label}: total ink {ink:.0f} % (> {r.total_ink_pct} % for {r.name})")
+    if r.total_ink_pct is not None:
+        _rendered_ink(path, r.total_ink_pct, r.name, report, labels)
+
+
+def _rendered_ink(path: Path, limit: int, name: str, report: PrintPreflight, labels: list[str]) -> None:
+    """The ink of every page as Ghostscript renders it (vector fills and text included), where it is installed."""
+    if ghostscript() is None:
+        report.notes.append(GS_MISSING)
+        return
+    try:
+        rendered = render_ink(path)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        report.problems.append(str(exc))
+        return
+    report.checked_by.append("Ghostscript: every page rendered to CMYK, total ink per area")
+    report.problems += [f"Ghostscript: {e}" for e in rendered.errors[:5]]
+    for label, ink in zip(labels, rendered.max_ink_pct):
+        if ink > limit + 0.5:
+            report.problems.append(f"{label}: total ink {ink:.0f} % in Ghostscript's render (> {limit} % for {name})")
+    if rendered.max_ink_pct:
+        report.rendered_max_ink_pct = max(rendered.max_ink_pct)
+        report.max_ink_pct = max(report.max_ink_pct or 0.0, report.rendered_max_ink_pct)
 
 
 def _walk(reader: PdfReader, page, number: int, label: str, safe_in, dpi: int, report: PrintPreflight) -> None:

@@ -3,16 +3,28 @@
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 from pypdf import PdfReader
 from reportlab.pdfgen.canvas import Canvas
 
+from bookbug_assets import print_colour
 from bookbug_assets.pdf import PdfPage
+from bookbug_assets.print_colour import MissingIccProfile, find_cmyk_profile, limit_ink, output_profile_problem
 from bookbug_assets.print_files import PrintTargetSpec, build_cover_pdf, build_interior_pdf
 from bookbug_assets.print_preflight import preflight_cover, preflight_interior
 
 PT = 72
+
+
+@pytest.fixture
+def cmyk_profile():
+    """The CMYK output profile PDF/X files embed: found at run time (none ships with the repository)."""
+    try:
+        return find_cmyk_profile()
+    except MissingIccProfile as exc:
+        pytest.skip(f"no CMYK ICC profile here ({exc})")
 
 
 @pytest.fixture
@@ -62,7 +74,7 @@ def test_a_kdp_cover_is_one_spread_sized_for_the_interior(art, tmp_path):
     assert any("spine is 0.0540 in; 100 pages on white need 0.2252 in" in p for p in wrong.problems)
 
 
-def test_ingramspark_files_carry_pdfx_keys_cmyk_art_and_ink_under_its_limit(art, tmp_path):
+def test_ingramspark_files_are_pdfx_with_an_embedded_cmyk_output_profile(art, tmp_path, cmyk_profile):
     spec = PrintTargetSpec("ingramspark", "paperback", "premium-color", 8.5, 8.5)
     interior = build_interior_pdf(title="Pip", author="Ann", pages=art, spec=spec, out_path=tmp_path / "i.pdf")
     cover = build_cover_pdf(title="Pip", author="Ann", front=art[0], back=art[1], back_text=None, spec=spec,
@@ -71,15 +83,46 @@ def test_ingramspark_files_carry_pdfx_keys_cmyk_art_and_ink_under_its_limit(art,
         reader = PdfReader(path)
         assert reader.pdf_header == "%PDF-1.3"  # PDF/X-1a:2001 is PDF 1.3
         assert reader.metadata["/GTS_PDFXVersion"] == "PDF/X-1a:2001"
+        assert reader.metadata["/Trapped"] == "/False"  # PDF/X wants Trapped True or False, never absent
         (intent,) = [i.get_object() for i in reader.trailer["/Root"]["/OutputIntents"]]
-        assert intent["/S"] == "/GTS_PDFX" and intent["/OutputConditionIdentifier"] == "CGATS TR 001"
+        assert intent["/S"] == "/GTS_PDFX" and intent["/OutputConditionIdentifier"]
+        icc = intent["/DestOutputProfile"].get_object()
+        assert icc["/N"] == 4 and icc.get_data() == cmyk_profile.data  # the very profile, byte for byte
+        assert output_profile_problem(icc.get_data()) is None        # an ICC v2 CMYK printer profile
         for page in reader.pages:
+            assert "/TrimBox" in page and "/BleedBox" in page and "/Group" not in page
             for image in page.images:
                 assert image.image.mode == "CMYK"
     assert _box_in(PdfReader(interior.path).pages[1].trimbox) == (0.125, 0.125, 8.625, 8.625)  # bleed all round
-    report = preflight_interior(interior.path, spec, 3)
-    assert report.passed, report.problems
-    assert report.max_ink_pct <= 240
+    for report in (preflight_interior(interior.path, spec, 3), preflight_cover(cover.path, spec, interior.page_count)):
+        assert report.passed, report.problems
+        assert report.max_ink_pct <= 240
+
+
+def test_without_a_cmyk_profile_a_pdfx_file_is_refused_naming_the_package(art, tmp_path, monkeypatch):
+    monkeypatch.setattr(print_colour, "SYSTEM_PROFILES", ((tmp_path / "none.icc", "ghostscript", "x", "y"),))
+    monkeypatch.delenv(print_colour.PROFILE_ENV, raising=False)
+    spec = PrintTargetSpec("ingramspark", "paperback", "premium-color", 8.5, 8.5)
+    with pytest.raises(MissingIccProfile, match="install the Debian package ghostscript"):
+        build_interior_pdf(title="Pip", author="Ann", pages=art, spec=spec, out_path=tmp_path / "i.pdf")
+    assert not (tmp_path / "i.pdf").exists()
+    rgb = tmp_path / "rgb.icc"
+    rgb.write_bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    monkeypatch.setenv(print_colour.PROFILE_ENV, str(rgb))  # an RGB display profile is no printing condition
+    with pytest.raises(MissingIccProfile, match="wants a prtr CMYK"):
+        build_cover_pdf(title="Pip", author="Ann", front=art[0], back=art[1], back_text=None, spec=spec,
+                        interior_pages=24, out_path=tmp_path / "c.pdf")
+
+
+def test_the_ink_limiter_keeps_every_pixel_under_the_limit_and_leaves_light_ones_alone():
+    rng = np.random.default_rng(7)
+    cmyk = rng.integers(0, 256, (64, 64, 4), dtype=np.uint8)
+    cmyk[0, 0] = (255, 255, 255, 255)   # 400 %: registration black
+    cmyk[0, 1] = (40, 30, 20, 10)       # 39 %: untouched
+    out = limit_ink(cmyk, 240)
+    assert out.astype(int).sum(axis=2).max() <= 240 / 100 * 255
+    assert tuple(out[0, 1]) == (40, 30, 20, 10)
+    assert out[0, 0, 3] == 255 and out[0, 0, :3].astype(int).sum() <= 240 / 100 * 255 - 255  # K kept full
 
 
 def test_an_over_inked_page_fails_the_ink_check_and_names_the_page(tmp_path):
@@ -103,7 +146,7 @@ def _reader(data: bytes):
     return ImageReader(io.BytesIO(data))
 
 
-def test_a_preview_is_laid_out_for_print_but_named_not_for_print(art, tmp_path):
+def test_a_preview_is_laid_out_for_print_but_named_not_for_print(art, tmp_path, cmyk_profile):
     preview = [PdfPage(image=p.image, text=p.text, is_preview=True, label=p.label) for p in art]
     spec = PrintTargetSpec("ingramspark", "paperback", "white", 8.5, 8.5)
     result = build_interior_pdf(title="Pip", author="Ann", pages=preview, spec=spec, out_path=Path(tmp_path / "p.pdf"))
