@@ -11,11 +11,13 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 from pydantic import ValidationError
 
-from bookbug_assets.input_files import field_path, problem_text, shown
+from bookbug_assets.input_files import InputFileError, field_path, problem_text, read_mapping, shown
 from bookbug_assets.intake import story_for_book
+from bookbug_assets.quality_section import QualitySection
 from bookbug_assets.storage import ArtifactStore
 from bookbug_assets.stories import StoryError
 from bookbug_assets.stories.parsing import MAX_STORY_BYTES, STORY_SUFFIXES
@@ -54,17 +56,14 @@ def read_story_file(path: Path, stories_dir: Path) -> bytes:
     no FIFOs); elsewhere the user chose the file, so a link is followed, but only to a regular file (a FIFO
     would block the reader). Raises StoryError naming `path`."""
     try:
+        if path.is_dir():
+            raise EntryRefused(path.name, "it is a folder, not a story file (`bookbug validate` checks a style "
+                                          "folder)")
         check_upload(path.name, 0)
         if in_folder(path, stories_dir):
             return read_regular(stories_dir, path.name, MAX_STORY_BYTES)
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise EntryRefused(path.name, kind_problem(info) or "it is not a regular file")
-        check_upload(path.name, info.st_size)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read(MAX_STORY_BYTES + 1)
-        check_upload(path.name, len(data))  # it grew since the stat
+        data, size = read_chosen_file(path, MAX_STORY_BYTES)
+        check_upload(path.name, size)
         return data
     except StoryError as exc:
         raise StoryError(str(path), exc.problems) from None
@@ -72,6 +71,19 @@ def read_story_file(path: Path, stories_dir: Path) -> bytes:
         raise StoryError(str(path), [("", f"not read: {exc.problem}")]) from None
     except OSError as exc:
         raise StoryError(str(path), [("", f"cannot be read: {exc.strerror or type(exc).__name__}")]) from None
+
+
+def read_chosen_file(path: Path, max_bytes: int) -> tuple[bytes, int]:
+    """(at most `max_bytes` + 1 bytes, the file's size) of a file a user named on the command line: a link is
+    followed (the user chose it), but only to a regular file, opened without blocking (a FIFO would hang the
+    reader). Raises EntryRefused or OSError."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise EntryRefused(path.name, kind_problem(info) or "it is not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    return data, max(info.st_size, len(data))  # it may have grown since the stat
 
 
 def folder_claimants(stories_dir: Path, book_id: str, besides: str | None = None) -> list[str]:
@@ -179,3 +191,54 @@ def _dataset_problems(style_dir: Path) -> list[Problem]:
         if not image.with_suffix(".txt").is_file():
             problems.append(Problem(str(image.with_suffix(".txt")), "", f"missing caption for {image.name}"))
     return problems
+
+
+# --- quality thresholds given to a run (`--thresholds FILE` or NAME=VALUE) ----------------------------------------
+
+MAX_THRESHOLDS_BYTES = 64 * 1024  # eight numbers and their comments; anything bigger is not a thresholds file
+THRESHOLDS_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class ThresholdsFileError(InputFileError):
+    """A thresholds file that cannot be used: `file: field: problem; ...`."""
+
+
+def limit_problem(error: dict) -> str:
+    """A pydantic error of QualitySection as a user reads it."""
+    if error["type"] == "extra_forbidden":
+        return f"not a quality limit (limits: {', '.join(QualitySection.model_fields)})"
+    return error["msg"]
+
+
+def _bool_problems(raw: dict) -> list[tuple[str, str]]:
+    # pydantic reads `max_clipping: true` as 1.0 (a lax bool -> number); in a file that is a slip, not a limit.
+    fields = QualitySection.model_fields
+    return [(str(name), "a number, not true/false") for name, value in raw.items()
+            if isinstance(value, bool) and name in fields and bool not in get_args(fields[name].annotation)]
+
+
+def thresholds_file(path: Path) -> dict[str, float | bool]:
+    """The quality limits in a YAML or JSON file: QualitySection's fields at the top level (or under one
+    `quality:` key, as a story or style.yaml writes them). Raises ThresholdsFileError naming the file and field."""
+    source = str(path)
+    try:
+        data, size = read_chosen_file(path, MAX_THRESHOLDS_BYTES)
+    except EntryRefused as exc:
+        raise ThresholdsFileError(source, [("", f"not read: {exc.problem}")]) from None
+    except OSError as exc:
+        raise ThresholdsFileError(source, [("", f"cannot be read: {exc.strerror or type(exc).__name__}")]) from None
+    if size > MAX_THRESHOLDS_BYTES:
+        raise ThresholdsFileError(source, [("", f"file is {size:,} bytes; a thresholds file must be under "
+                                                f"{MAX_THRESHOLDS_BYTES:,}")])
+    raw: dict = read_mapping(data, source, ThresholdsFileError, MAX_THRESHOLDS_BYTES, "thresholds file")
+    if list(raw) == ["quality"] and isinstance(raw["quality"], dict):
+        raw = raw["quality"]
+    problems = _bool_problems(raw)
+    try:
+        section = QualitySection.model_validate(raw)
+    except ValidationError as exc:
+        problems += [(field_path(tuple(e["loc"])), limit_problem(e)) for e in exc.errors()
+                     if field_path(tuple(e["loc"])) not in dict(problems)]
+    if problems:
+        raise ThresholdsFileError(source, problems)
+    return section.values()

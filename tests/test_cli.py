@@ -193,3 +193,119 @@ def test_validate_a_style_folder_lists_every_problem(env, capsys):
 
     code, out, _ = run(capsys, "validate", str(env["styles"] / "soft-meadow"))
     assert code == 0 and "ok: " in out
+
+
+# --- --thresholds FILE or NAME=VALUE -------------------------------------------------------------------------
+
+def _gate_configs(home) -> dict[str, dict]:
+    """Each op's `thresholds` run config over the book's runs in the instance at `home`."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    found = {}
+    for record in instance.get_run_records():
+        for op, config in (record.dagster_run.run_config.get("ops") or {}).items():
+            found[op] = (config or {}).get("config", {}).get("thresholds")
+    return found
+
+
+def test_thresholds_from_a_file_and_inline_reach_every_gated_asset(env, capsys, tmp_path):
+    (env["stories"] / "tuned.yaml").write_text(story_text("tuned"))
+    limits = tmp_path / "limits.yaml"
+    limits.write_text("# calibrated for this provider\nmax_clipping: 0.5\nmin_blur: 2\n")
+    code, _, err = run(capsys, "book", str(env["stories"] / "tuned.yaml"), "--thresholds", str(limits),
+                       "--thresholds", "min_blur=3")  # a later argument wins
+    assert code == 0, err
+    configs = _gate_configs(os.environ["DAGSTER_HOME"])
+    gated = {"sprite_sheet", "hero_page", "book_pages", "sprite_sheet_sprite_sheet_quality",
+             "hero_page_hero_page_quality"}
+    assert set(configs) == gated, configs
+    assert all(c == {"max_clipping": 0.5, "min_blur": 3.0} for c in configs.values()), configs
+
+
+def test_a_thresholds_file_that_fails_the_gate_fails_the_book(env, capsys, tmp_path):
+    (env["stories"] / "gated.yaml").write_text(story_text("gated"))
+    limits = tmp_path / "limits.json"
+    limits.write_text('{"min_blur": 1000000}')
+    code, _, err = run(capsys, "book", str(env["stories"] / "gated.yaml"), "--thresholds", str(limits))
+    assert code == 1 and "sprite_sheet failed its quality gate" in one_error_line(err)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("max_blur: 3\n", ["limits.yaml: max_blur: not a quality limit (limits: min_blur,"]),
+    ("min_blur: -1\nmax_clipping: lots\n", ["limits.yaml: min_blur: Input should be greater than or equal to 0",
+                                            "max_clipping: Input should be a valid number"]),
+    ("max_clipping: true\n", ["limits.yaml: max_clipping: a number, not true/false"]),
+    ("max_clipping: [0.1\n", ["limits.yaml: invalid YAML at line 2"]),
+    ("- 0.1\n", ["limits.yaml: top level must be a mapping"]),
+])
+def test_a_bad_thresholds_file_is_one_line_naming_the_file_and_field(env, capsys, tmp_path, text, words):
+    limits = tmp_path / "limits.yaml"
+    limits.write_text(text)
+    code, _, err = run(capsys, "demo", "--thresholds", str(limits))
+    line = one_error_line(err)
+    assert code == 1 and line.startswith(f"bookbug: error: --thresholds {limits}: "), line
+    assert all(w in line for w in words), line
+    assert not (env["outputs"] / "books").exists()  # refused before anything ran
+
+
+def test_a_missing_or_unreadable_thresholds_file_is_one_line(env, capsys, tmp_path):
+    missing = tmp_path / "nowhere.yaml"
+    code, _, err = run(capsys, "demo", "--thresholds", str(missing))
+    assert code == 1 and f"--thresholds {missing}: cannot be read: No such file" in one_error_line(err)
+    fifo = tmp_path / "limits"
+    os.mkfifo(fifo)  # an existing name without a suffix is a file too; opening a FIFO would block
+    code, _, err = run(capsys, "demo", "--thresholds", str(fifo))
+    assert code == 1 and f"--thresholds {fifo}: not read: it is a FIFO" in one_error_line(err)
+
+
+def test_thresholds_files_may_hold_a_quality_section_and_inline_values_are_checked_too(tmp_path):
+    from bookbug_assets.cli.errors import CliError
+    from bookbug_assets.cli.thresholds import parse_thresholds
+
+    section = tmp_path / "style-like.yml"
+    section.write_text("quality:\n  max_style_distance: 0.45\n  gate_character_on_previews: true\n")
+    assert parse_thresholds([str(section)]) == {"max_style_distance": 0.45, "gate_character_on_previews": True}
+    assert parse_thresholds(["max_clipping=0.08, aspect_tol=0.1"]) == {"max_clipping": 0.08, "aspect_tol": 0.1}
+    with pytest.raises(CliError, match="write NAME=VALUE .* or the name of a YAML or JSON file"):
+        parse_thresholds(["max_clipping"])
+    with pytest.raises(CliError, match="max_clipping='2': Input should be less than or equal to 1"):
+        parse_thresholds(["max_clipping=2"])
+
+
+# --- common mistakes are one line, never a traceback --------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    ("missing.yaml", None, "missing.yaml: cannot be read: No such file or directory"),
+    ("story.txt", "title: x\n", "story.txt: unsupported extension '.txt'; use .json, .yaml or .yml"),
+    ("broken.yaml", "title: [x\n", "broken.yaml: invalid YAML at line 2"),
+    ("broken.json", "{\"title\": ", "broken.json: invalid JSON at line 1"),
+    ("a-folder", "folder", "a-folder: not read: it is a folder, not a story file"),
+])
+def test_a_story_file_that_cannot_be_used_is_one_line(env, capsys, tmp_path, name, content, words):
+    path = tmp_path / name
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_text(content)
+    code, _, err = run(capsys, "book", str(path))
+    assert code == 1 and words in one_error_line(err)
+
+
+def test_a_dagster_home_that_cannot_hold_the_instance_is_one_line_naming_it(env, capsys, monkeypatch, tmp_path):
+    (env["stories"] / "short.yaml").write_text(story_text("short"))
+    home = tmp_path / "blocked_home"
+    home.mkdir()
+    (home / "history").write_text("")  # where the instance keeps its runs: a file, so the folder cannot be made
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    code, _, err = run(capsys, "book", str(env["stories"] / "short.yaml"))
+    line = one_error_line(err)
+    assert code == 1 and f"DAGSTER_HOME={home}: Dagster cannot keep its runs there" in line, line
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "no-such-home"))
+    code, _, err = run(capsys, "book", str(env["stories"] / "short.yaml"))
+    assert code == 1 and "no-such-home" in one_error_line(err) and "mkdir -p" in err
+
+
+def test_regenerate_an_unknown_book_is_one_line(env, capsys):
+    code, _, err = run(capsys, "regenerate", "nobody")
+    assert code == 1 and "has book_id 'nobody'" in one_error_line(err)

@@ -101,3 +101,10 @@ def test_the_run_log_stream_drops_dagster_tracebacks():
     stream.write("2026 - INFO - page 1 passed\n")
     assert out.getvalue() == "2026 - ERROR - STEP_FAILURE - Execution of step failed.\n\nFailure: no key\n" \
                              "2026 - INFO - page 1 passed\n"
+
+
+def test_a_lifecycle_refusal_is_its_own_words():
+    from bookbug_assets.lifecycle import LifecycleError
+
+    line = exception_line(LifecycleError("book 'b' is archived: it cannot be delivered (restore it first)"), Where())
+    assert line == "book 'b' is archived: it cannot be delivered (restore it first)"

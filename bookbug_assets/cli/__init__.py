@@ -1,8 +1,12 @@
-"""Command line: `bookbug demo | book <file> | regenerate <book_id> | validate <story file | style folder>...`.
+"""Command line: `bookbug demo | book | regenerate | validate | deliver | archive | restore | books` (-h on each).
+
+`bookbug demo | book <file> | regenerate <book_id> | validate <story file | style folder>... |
+deliver | archive | restore <book_id> | books [--all]`.
 
 `demo`, `book` and `regenerate` run a whole book in this process against the instance in $DAGSTER_HOME
 (defs/book_runs.py), so the runs, the partitions and their lineage show in the UI afterwards (`make ui`).
-`validate` runs nothing: it prints every problem the sensors would find, one line each.
+`validate` runs nothing: it prints every problem the sensors would find, one line each. `deliver`, `archive`,
+`restore` and `books` move and list books through their lifecycle (cli/lifecycle.py).
 
 Progress and Dagster's log go to stdout; a failure is one line on stderr and a non-zero exit code, with the
 traceback only under --debug (or BOOKBUG_DEBUG=1).
@@ -19,6 +23,9 @@ from pathlib import Path
 
 from bookbug_assets.cli.errors import CliError, Where, exception_line, print_run_tracebacks, run_failure_line, \
     user_output
+from bookbug_assets.cli.instance import open_instance
+from bookbug_assets.cli.lifecycle import add_commands, lifecycle_command
+from bookbug_assets.cli.thresholds import parse_thresholds
 
 EXAMPLE_STORY = Path("data/stories/pip-and-the-lantern.yaml")
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
@@ -31,9 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     runs = argparse.ArgumentParser(add_help=False)
     runs.add_argument("--retry-refused", action="store_true",
                       help="send again the requests a provider refused for content (run tag bookbug/retry_refused)")
-    runs.add_argument("--thresholds", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE]",
-                      help="quality-gate limits for this run, over the story's and style's quality: settings, "
-                           "e.g. max_style_distance=0.45,max_clipping=0.08")
+    runs.add_argument("--thresholds", action="append", default=[], metavar="FILE|NAME=VALUE[,NAME=VALUE]",
+                      help="quality-gate limits for every gated image of this run, over the story's and style's "
+                           "quality: settings: a YAML or JSON file of them, or e.g. "
+                           "max_style_distance=0.45,max_clipping=0.08 (repeatable; a later one wins)")
     parser = argparse.ArgumentParser(prog="bookbug", description=__doc__.splitlines()[0], parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", parents=[common, runs], help="render the example book end to end")
@@ -45,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("validate", parents=[common],
                            help="print every problem a sensor would find in story files or style folders")
     check.add_argument("paths", nargs="+", type=Path, metavar="story-file-or-style-folder")
+    add_commands(sub, common)
     return parser
 
 
@@ -65,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             where = Where(storage.data_root, storage.s3_bucket, storage.s3_endpoint_url)
             if args.command == "validate":
                 return _validate(args.paths, storage)
+            if args.command in ("deliver", "archive", "restore", "books"):
+                return lifecycle_command(args, storage)
             return _run(args, storage, debug)
     except KeyboardInterrupt:
         print("bookbug: interrupted", file=sys.stderr)
@@ -97,27 +108,6 @@ def _validate(paths: list[Path], storage) -> int:
     return EXIT_FAILED if failed else 0
 
 
-def parse_thresholds(given: list[str]) -> dict:
-    """`--thresholds a=1,b=2` (repeatable) as the quality: section's fields, checked by its model."""
-    from pydantic import ValidationError
-
-    from bookbug_assets.quality_section import QualitySection
-
-    values: dict[str, str] = {}
-    for part in (p.strip() for arg in given for p in arg.split(",")):
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise CliError(f"--thresholds {part!r}: write NAME=VALUE, e.g. max_clipping=0.08")
-        values[name.strip()] = value.strip()
-    try:
-        return QualitySection.model_validate(values).values()
-    except ValidationError as exc:
-        known = ", ".join(QualitySection.model_fields)
-        wrong = [f"{e['loc'][0]}={values.get(str(e['loc'][0]))!r}: "
-                 f"{'not a quality limit' if e['type'] == 'extra_forbidden' else e['msg']}" for e in exc.errors()]
-        raise CliError(f"--thresholds: {'; '.join(wrong)} (limits: {known})") from None
-
-
 def check_storage(storage) -> None:
     """Before anything runs: the artifacts can be written where the settings say (the first write is deep in a
     run otherwise, and fails there as a traceback)."""
@@ -143,8 +133,6 @@ def check_storage(storage) -> None:
 
 
 def _run(args: argparse.Namespace, storage, debug: bool) -> int:
-    import dagster as dg
-
     from bookbug_assets.definitions import build_definitions
     from bookbug_assets.defs.book_runs import materialize_book
     from bookbug_assets.defs.common import RETRY_REFUSED_TAG
@@ -152,10 +140,11 @@ def _run(args: argparse.Namespace, storage, debug: bool) -> int:
     thresholds = parse_thresholds(args.thresholds)
     check_storage(storage)
     story, tags = _chosen_story(args, storage)
+    _refuse_archived(storage, story.book_id)
     if args.retry_refused:
         tags[RETRY_REFUSED_TAG] = "true"
+    instance = open_instance()
     defs = build_definitions()
-    instance = dg.DagsterInstance.get()
     started = time.monotonic()
     results = materialize_book(defs, instance, story, tags=tags, raise_on_error=False, thresholds=thresholds or None)
     failed = next(((label, r) for label, r in results.items() if not r.success), None)
@@ -167,6 +156,15 @@ def _run(args: argparse.Namespace, storage, debug: bool) -> int:
                                                                             storage.s3_endpoint_url)))
     _summary(storage, story, results, started)
     return 0
+
+
+def _refuse_archived(storage, book_id: str) -> None:
+    """A run would add an archived book's partition back behind its lifecycle state's back: restore it first."""
+    from bookbug_assets.lifecycle import load_state
+
+    if load_state(storage.store(), book_id).state == "archived":
+        raise CliError(f"book {book_id!r} is archived: `bookbug restore {book_id}` first (its images are kept, so "
+                       "the rebuild is cache hits at $0)")
 
 
 def _chosen_story(args: argparse.Namespace, storage):

@@ -24,7 +24,7 @@ MAX_CHECKS_SHOWN = 3
 # A message of these says what to do already (the project's own errors, Dagster's Failure raised with one).
 _SELF_EXPLAINED = {"Failure", "CliError", "StoryError", "InputFileError", "ReviewError", "StyleError", "StoryNotFound",
                    "MissingStyle", "ConfigurationError", "NotMaterialized", "ReferenceNotAccepted", "LoraSourceError",
-                   "BudgetExceeded"}
+                   "BudgetExceeded", "LifecycleError"}
 _OS_ERRORS = {name for name in dir(builtins) if isinstance(getattr(builtins, name), type)
               and issubclass(getattr(builtins, name), OSError)}
 _S3_UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ProxyConnectionError",

@@ -261,6 +261,7 @@ class FalProvider(ImageProvider):
         """A URL for these bytes, uploaded once per process (providers/uploads.py), or inline when so configured."""
         mime = sniff_mime(data)
         if not self.upload_references:
+            # Data URIs as inputs: https://docs.fal.ai/documentation/model-apis/fal-cdn (only URLs suit every model)
             return fal_client.encode(data, mime)
         name = f"ref-{hashlib.sha256(data).hexdigest()[:16]}.{mime.rsplit('/', 1)[-1]}"
         # No expiry is stated for fal storage URLs, so an upload is not remembered past this process.
