@@ -65,7 +65,7 @@ def _look_of(fingerprint: str | None) -> str | None:
 class FolderCursor:
     files: dict[str, str] = field(default_factory=dict)    # name -> fingerprint of what the sensor took
     owners: dict[str, str] = field(default_factory=dict)   # book_id -> the file that owns it
-    waiting: dict[str, str] = field(default_factory=dict)  # name -> "style:<s>" / "book_id:<b>" it was refused for
+    waiting: dict[str, str] = field(default_factory=dict)  # name -> "style:<s>" / "book_id:<b>" / "build:<s>"
     pending: dict[str, str] = field(default_factory=dict)  # name -> its look, while it settles
 
     @classmethod
@@ -98,6 +98,7 @@ class FolderScan:
     cursor: FolderCursor = field(default_factory=FolderCursor)
     deferred: int = 0  # changed files left for the next tick (budget spent)
     settling: int = 0  # files still being written, or too new to tell
+    unbuilt_style: list[tuple[str, str]] = field(default_factory=list)  # (file, style): valid, its style not built
 
 
 def _refused_fingerprint(entry: Entry, kind: str = "refused") -> str:
@@ -106,8 +107,12 @@ def _refused_fingerprint(entry: Entry, kind: str = "refused") -> str:
 
 def scan_folder_tick(stories_dir: Path, known_styles: set[str], cursor: FolderCursor, log, *,
                      store: ArtifactStore | None = None, budget: TickBudget | None = None,
-                     settle_s: float = SETTLE_S, now: float | None = None) -> FolderScan:
-    """One tick over the drop folder. Never raises for one file: whatever a file does is its own rejection."""
+                     settle_s: float = SETTLE_S, now: float | None = None,
+                     built_styles: set[str] | None = None) -> FolderScan:
+    """One tick over the drop folder. Never raises for one file: whatever a file does is its own rejection.
+
+    `built_styles`: the styles whose style_lora is built; a valid story in another style waits (it owns its book id
+    but is not accepted) and is taken again once its style is built, so no book runs against a style not built."""
     now_ns = int((time.time() if now is None else now) * 1e9)
     entries = list_entries(stories_dir)
     present = {e.name for e in entries}
@@ -116,7 +121,8 @@ def scan_folder_tick(stories_dir: Path, known_styles: set[str], cursor: FolderCu
                          waiting={n: s for n, s in cursor.waiting.items() if n in present})
     for name, lacked in list(state.waiting.items()):
         kind, _, value = lacked.partition(":")
-        if (kind == "style" and value in known_styles) or (kind == "book_id" and value not in state.owners):
+        if (kind == "style" and value in known_styles) or (kind == "book_id" and value not in state.owners) or \
+                (kind == "build" and (built_styles is None or value in built_styles)):
             state.files.pop(name, None)  # what it lacked is there now (its style, a free book_id): take it again
             del state.waiting[name]
     scan = FolderScan(cursor=state)
@@ -133,12 +139,12 @@ def scan_folder_tick(stories_dir: Path, known_styles: set[str], cursor: FolderCu
         if not budget.take():
             scan.deferred += 1
             continue
-        _take(stories_dir, entry, prior, known_styles, state, scan, store)
+        _take(stories_dir, entry, prior, known_styles, state, scan, store, built_styles)
     return scan
 
 
 def _take(stories_dir: Path, entry: Entry, prior: str | None, known_styles: set[str], state: FolderCursor,
-          scan: FolderScan, store: ArtifactStore | None) -> None:
+          scan: FolderScan, store: ArtifactStore | None, built_styles: set[str] | None = None) -> None:
     name = entry.name
     state.waiting.pop(name, None)
     try:
@@ -171,7 +177,12 @@ def _take(stories_dir: Path, entry: Entry, prior: str | None, known_styles: set[
         for other in [b for b, owner in state.owners.items() if owner == name]:
             del state.owners[other]  # this file's earlier book_id, if it changed, is free again
         state.owners[book_id] = name
-        scan.accepted.append(Accepted(source, touched=touched, built=not touched and already_built(store, source)))
+        built = not touched and already_built(store, source)
+        if not built and built_styles is not None and source.story.style not in built_styles:
+            state.waiting[name] = f"build:{source.story.style}"  # taken again once the style is built
+            scan.unbuilt_style.append((name, source.story.style))
+            return
+        scan.accepted.append(Accepted(source, touched=touched, built=built))
     except MissingStyle as exc:
         state.waiting[name] = f"style:{exc.style}"
         scan.rejected.append((name, str(exc)))

@@ -75,22 +75,30 @@ class S3Scan:
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (key, error): tried again next tick
     cursor: dict = field(default_factory=dict)
     deferred: int = 0  # changed objects left for the next tick (budget spent)
+    unbuilt_style: list[tuple[str, str]] = field(default_factory=list)  # (key, style): valid, style not built yet
 
 
 def scan_s3_stories(client: Any, bucket: str, prefix: str, known_styles: set[str], cursor: dict, log, *,
-                    store: ArtifactStore | None = None, budget: TickBudget | None = None) -> S3Scan:
-    """New or changed story objects since `cursor`, within the budget. Never raises for one object."""
+                    store: ArtifactStore | None = None, budget: TickBudget | None = None,
+                    built_styles: set[str] | None = None) -> S3Scan:
+    """New or changed story objects since `cursor`, within the budget. Never raises for one object.
+
+    The cursor keeps only keys still listed (a deleted upload leaves it), so it never grows past the prefix.
+    `built_styles`: as in intake.scan_folder_tick, a story whose style is not built waits for it."""
     prefix = norm_prefix(prefix)
-    etags: dict[str, str] = dict(cursor.get("etags", {}))
-    books: dict[str, str] = dict(cursor.get("books", {}))  # book_id -> key that owns it
-    waiting: dict[str, str] = dict(cursor.get("waiting", {}))  # key -> style it lacked
+    listed = list_objects(client, bucket, prefix)
+    present = {obj["Key"] for obj in listed}
+    etags: dict[str, str] = {k: v for k, v in cursor.get("etags", {}).items() if k in present}
+    books: dict[str, str] = {b: k for b, k in cursor.get("books", {}).items() if k in present}  # book_id -> owner
+    waiting: dict[str, str] = {k: v for k, v in cursor.get("waiting", {}).items() if k in present}  # key -> lack
     since = datetime.fromisoformat(cursor["since"]) if cursor.get("since") else None
-    retry = {key for key, style in waiting.items() if style in known_styles}  # its style is there now
+    retry = {key for key, lack in waiting.items()  # what it lacked is there now: its style, or its style built
+             if (lack.startswith("build:") and (built_styles is None or lack[6:] in built_styles))
+             or (not lack.startswith("build:") and lack in known_styles)}
     for key in retry:
         etags.pop(key, None)  # looked at again; it leaves `waiting` when a tick takes it
     floor = since - _OVERLAP if since else None
-    objects = [obj for obj in list_objects(client, bucket, prefix)
-               if floor is None or obj["LastModified"] > floor or obj["Key"] in retry]
+    objects = [obj for obj in listed if floor is None or obj["LastModified"] > floor or obj["Key"] in retry]
     budget = budget or TickBudget()
     scan = S3Scan()
     mark = since
@@ -118,7 +126,12 @@ def scan_s3_stories(client: Any, bucket: str, prefix: str, known_styles: set[str
                 raise StoryError(name, [("book_id", f"{book_id!r} is already used by {owner[len(prefix):]}")])
             books[book_id] = key
             source = StorySource(name=key, sha256=source.sha256, story=source.story)
-            scan.accepted.append(Accepted(source, built=already_built(store, source)))
+            built = already_built(store, source)
+            if not built and built_styles is not None and source.story.style not in built_styles:
+                waiting[key] = f"build:{source.story.style}"  # taken again once the style is built
+                scan.unbuilt_style.append((key, source.story.style))
+            else:
+                scan.accepted.append(Accepted(source, built=built))
         except MissingStyle as exc:
             waiting[key] = exc.style
             scan.rejected.append((key, etag, shown(str(exc))))

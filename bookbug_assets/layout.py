@@ -159,6 +159,11 @@ def upload_record_path(account: str, sha256: str) -> str:
     return f"cache/uploads/{account.replace(':', '-')}/{sha256}.json"
 
 
+def assessment_cache_key(question_sha256: str) -> str:
+    """Where the weight-free gate's assessment of one image against one book's references and limits is kept."""
+    return f"cache/assessments/{question_sha256[:2]}/{question_sha256}.json"
+
+
 def judge_cache_key(image_sha256: str, reference_shas: list[str], prompt_sha256: str, judge_version: str,
                     model: str) -> str:
     """Where a judge's verdict on exactly these bytes, references, prompt, prompt version and model is kept."""

@@ -44,7 +44,9 @@ ROW_KEY = "row_key"  # a segment's extra column: the row file's name (a manifest
 
 
 class LedgerRow(BaseModel):
-    """One generation attempt. Documented column by column in README ("The ledger")."""
+    """One generation attempt, or one call of the quality judge (`kind` "judge": `provider`/`model` are the judge's,
+    `seed` 0, `request_key` the verdict's cache key, `image_sha256` the image judged, `attempt` the image attempt
+    it judged). Documented column by column in README ("The ledger")."""
 
     ts: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     run_id: str = ""
@@ -59,7 +61,9 @@ class LedgerRow(BaseModel):
     request_key: str
     job_id: str | None = None
     image_sha256: str | None = None
-    status: str  # ok | cached | refused | timeout | failed | lost | budget_stop | skipped (remembered refusal)
+    # ok | cached | refused | timeout | failed | lost | budget_stop | skipped (remembered refusal); a judge call
+    # (kind "judge", quality/judge_gate.py): ok | cached | malformed | refused | unavailable | budget_stop
+    status: str
     cache_hit: bool = False
     cost_usd: float = 0.0
     latency_s: float = 0.0

@@ -30,6 +30,16 @@ class QualitySection(BaseModel):
     gate_character_on_previews: bool | None = Field(None, description="Gate character similarity on previews "
                                                                       "(which draw tokens, not characters).")
 
+    # The quality judge's limits (quality.judge_models.JudgeThresholds); they apply only when a judge is configured.
+    min_identity: int | None = Field(None, ge=0, le=4, description="Judge: least identity score (0-4) of each "
+                                                                   "character against its card and the sheet.")
+    min_style_match: int | None = Field(None, ge=0, le=4, description="Judge: least style match (0-4).")
+    min_scene_match: int | None = Field(None, ge=0, le=4, description="Judge: least scene match (0-4).")
+    require_features: bool | None = Field(None, description="Judge: a card feature judged absent fails the image.")
+    allow_lettering: bool | None = Field(None, description="Judge: accept lettering drawn in the art.")
+    allow_artifacts: bool | None = Field(None, description="Judge: accept anatomy errors, melted faces, "
+                                                           "duplicated limbs.")
+
     def values(self) -> dict[str, float | bool]:
         """The fields this section sets."""
         return self.model_dump(exclude_none=True)

@@ -3,7 +3,9 @@
 The page, reference and experiment assets are thin around this module: they choose the provider,
 then `book_plan` gathers what every image of the book shares (story, style profile, model
 capabilities, references), `*_request` builds the provider-neutral request, and `render_target`
-draws it through the quality gate and keeps the target's record (layout) for what comes next.
+draws it through the quality gate and keeps the target's record (layout) for what comes next. With a quality
+judge configured, `judge_subject` says what the judge compares a target with (its characters' cards, its
+references, scene and style), and a repair attempt's failed image travels with the references.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from bookbug_assets.providers.base import (
     CharacterToken, ImageProvider, ImageRequest, LoraRef, ModelCapabilities, ReferenceImage,
 )
 from bookbug_assets.quality.gate import GateSettings, render_with_gate
+from bookbug_assets.quality.judge_gate import JudgeSubject
+from bookbug_assets.quality.judge_models import character_cards
 from bookbug_assets.quality.verdicts import QualityReference, QualityVerdict, gate_refused
 from bookbug_assets.review import ReviewState
 from bookbug_assets.storage import ArtifactStore
@@ -201,14 +205,19 @@ def render_target(plan: BookPlan, target: str, request: ImageRequest, ctx: Gener
     partition = page_partition(story.book_id, page_key(page_number(target))) if is_page else story.book_id
 
     def generate(r: ImageRequest, change: str = "") -> GenerationRecord:
-        return generate_image(r, plan.provider, ctx, reference_bytes=plan.reference_bytes, partition=partition,
-                              change=change)
+        refs = dict(plan.reference_bytes or {})
+        for ref in r.references:  # a repair sends the failed attempt too (quality/judge_gate.repair_request)
+            if ref.sha256 not in refs:
+                refs[ref.sha256] = store.read_bytes(ref.key)
+        return generate_image(r, plan.provider, ctx, reference_bytes=refs, partition=partition, change=change)
 
     has_characters = bool(story.pages[page_number(target) - 1].characters) if is_page else True
+    subject = judge_subject(plan, target) if gate.judge is not None else None
     record, verdict = render_with_gate(request, generate, store=store, story=story, target=target,
                                        partition=partition, kind="page" if is_page else target, ctx=ctx,
                                        config=gate, qref=qref, has_characters=has_characters, review=review,
-                                       seeds_matter=plan.caps.seed_deterministic)
+                                       seeds_matter=plan.caps.seed_deterministic, judge_subject=subject,
+                                       edit_references=plan.caps.max_references)
     key = record_key(story.book_id, target)
     if not is_page:
         store.write_json(key, record.model_dump(mode="json"))
@@ -218,3 +227,21 @@ def render_target(plan: BookPlan, target: str, request: ImageRequest, ctx: Gener
     else:
         store.delete(key)
     return record, verdict
+
+
+SHEET_SCENE = "a character reference sheet: each character full body in several poses on a plain light background"
+
+
+def judge_subject(plan: BookPlan, target: str) -> JudgeSubject:
+    """What the quality judge compares `target` with: the character cards of whoever it shows, the references it
+    was drawn against (sprite sheet, hero page), its scene and the book's style."""
+    story = plan.story
+    refs = tuple((ref.role, (plan.reference_bytes or {})[ref.sha256]) for ref in plan.references)
+    if is_page_target(target):
+        page = story.pages[page_number(target) - 1]
+        cards, scene = character_cards(story, page.characters), page.scene
+    else:
+        cards = character_cards(story)
+        scene = SHEET_SCENE if target == "sprite_sheet" else f"the cover of '{story.title}': {story.pages[0].scene}"
+    style = plan.profile.get("prompt_prefix") or story.style  # not the LoRA's trigger word: a judge cannot read it
+    return JudgeSubject(references=refs, cards=cards, scene=scene, style=style)

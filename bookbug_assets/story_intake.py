@@ -145,3 +145,38 @@ def already_built(store: ArtifactStore | None, source: StorySource) -> bool:
         return store.exists(pdf_key(source.story.book_id))
     except Exception:  # noqa: BLE001 - unknown means build it again (cache hits)
         return False
+
+
+# --- the sensor's per-book request record ------------------------------------------------------------------------
+# A story sensor requests one backfill per tick for every book it accepted, and Dagster gives every run of a
+# backfill the same tags: a run tag can no longer say which file each book is read from. So before it requests, the
+# sensor writes one small record per book into the store (shared by the sensor and every run worker, local or S3),
+# and the `story` step of that book's partition reads it; the step removes it once the book's story record holds it.
+
+def requested_key(book_id: str) -> str:
+    return f"intake/requested/{book_id}.json"
+
+
+def write_requested_source(store: ArtifactStore, source: StorySource) -> None:
+    """Record which upload (folder file name or S3 key) and which bytes the sensor accepted for this book."""
+    store.write_json(requested_key(source.story.book_id), {"source": source.name, "sha256": source.sha256})
+
+
+def requested_source(store: ArtifactStore | None, book_id: str) -> tuple[str, str] | None:
+    """(source, sha256) the story sensor last requested this book for, or None."""
+    if store is None:
+        return None
+    try:
+        if not store.exists(requested_key(book_id)):
+            return None
+        raw = store.read_json(requested_key(book_id))
+        return str(raw["source"]), str(raw["sha256"])
+    except Exception:  # noqa: BLE001 - a damaged record only means the recorded owner rule applies
+        return None
+
+
+def clear_requested_source(store: ArtifactStore, book_id: str, source: str) -> None:
+    """Drop the request record once the story step has built the book from that very source."""
+    requested = requested_source(store, book_id)
+    if requested is not None and requested[0] == source:
+        store.delete(requested_key(book_id))

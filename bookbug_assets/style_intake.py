@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bookbug_assets.layout import style_dataset_key
+from bookbug_assets.layout import style_dataset_key, style_profile_key
 from bookbug_assets.storage import ArtifactStore, atomic_file
 from bookbug_assets.styles import StyleError, dataset_hash, dataset_items, load_style_config, style_names
 
@@ -71,6 +71,19 @@ def dataset_is_built(store: ArtifactStore, style_dir: Path) -> bool:
     return store.read_json(key).get("dataset_sha256") == dataset_hash(items, load_style_config(style_dir))
 
 
+def built_styles(store: ArtifactStore, styles: set[str]) -> set[str]:
+    """The styles whose style_lora is materialized (its profile is in the store, what every book run reads): a story
+    sensor holds back a book in any other style until the style sensor's run has built it."""
+    found = set()
+    for name in styles:
+        try:
+            if store.exists(style_profile_key(name)):
+                found.add(name)
+        except Exception:  # noqa: BLE001 - unknown counts as not built: the book waits a tick, it does not fail
+            continue
+    return found
+
+
 def scan_style_folder(styles_dir: Path, seen: dict[str, str], store: ArtifactStore | None = None,
                       log=None) -> StyleScan:
     """Validate every style folder that changed since `seen`; write or clear its reason file."""
@@ -87,8 +100,8 @@ def scan_style_folder(styles_dir: Path, seen: dict[str, str], store: ArtifactSto
             _write_reason(style_dir, problem, log)
             continue
         _clear_reason(style_dir)
-        if store is not None and dataset_is_built(store, style_dir):
-            scan.unchanged_built.append(name)
+        if store is not None and dataset_is_built(store, style_dir) and store.exists(style_profile_key(name)):
+            scan.unchanged_built.append(name)  # both built (make demo): a book in it need not wait
         else:
             scan.accepted.append(name)
     return scan

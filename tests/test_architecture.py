@@ -113,7 +113,7 @@ def test_every_spec_loads_from_the_defs_folder(loaded):
     assert {"golden_books_job", "archive_book", "restore_book", "deliver_book", "archive_delivered_books"} <= {
         j.name for j in repo.get_all_jobs()}
     assert {s.name for s in repo.schedule_defs} == {"archive_delivered_books_schedule"}
-    assert set(loaded.resources) == {"storage", "image_providers"}
+    assert set(loaded.resources) == {"storage", "image_providers", "quality_judge"}
     for key in repo.asset_graph.get_all_asset_keys():  # every asset has a description, a group and a code version
         node = repo.asset_graph.get(key)
         assert node.description and node.group_name and node.code_version, key

@@ -49,6 +49,7 @@ def test_one_row_per_page_and_provider_with_scores_and_cost(workspace, defs_for,
     assert frame["error"].is_null().all()
     assert frame["style_distance"].is_not_null().all() and frame["character_similarity"].is_not_null().all()
     assert frame["passed"].all()
+    assert (frame["judge_reason"] == "no judge").all() and (frame["attempts"] == 1).all()  # no judge configured
     costs = dict(zip(frame["provider_spec"], frame["cost_usd"]))
     assert costs == {"preview": 0.0, "alt:alt-v1": pytest.approx(0.02)}
     # Same seeds for every provider; the book's own provider is the book's page, from cache.
@@ -64,6 +65,12 @@ def test_one_row_per_page_and_provider_with_scores_and_cost(workspace, defs_for,
     assert sheet.size == (LABEL_W + 2 * CELL, HEADER_H + 2 * (CELL + CAPTION_H))
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert "alt:alt-v1" in metadata["summary"].value and "| 1 | alt:alt-v1 |" in metadata["comparison"].value
+    # Ranked by cost per acceptable image: the preview is free; two cells each are not enough to decide.
+    ranking = pl.read_parquet(io.BytesIO(store.read_bytes("experiments/ab/ranking.parquet")))
+    assert ranking["provider_spec"].to_list() == ["preview", "alt:alt-v1"]
+    assert ranking["cost_per_acceptable_usd"].to_list() == pytest.approx([0.0, 0.02])
+    assert "NOT DECISIVE" in metadata["ranking"].value and "rests on 4 image(s), 4 acceptable" in \
+        metadata["ranking"].value
 
 
 def test_a_failing_provider_is_a_row_with_its_error(workspace, defs_for, instance):

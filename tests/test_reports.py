@@ -31,6 +31,11 @@ def test_cost_report_counts_attempts_and_prices_an_acceptable_image(planted, def
     assert row["acceptable_images"] == 4  # sprite sheet, hero page, pages 1 and 2; page 3 failed
     assert row["cost_per_acceptable_usd"] == pytest.approx(0.35 / 4, abs=1e-4)
     assert row["mean_latency_s"] is not None
+    # A ledger without judge rows (no judge configured): no judge work, no scores, nothing reviewed.
+    assert (row["judge_calls"], row["judge_cost_usd"], row["judge"]) == (0, 0.0, "")
+    assert row["image_cost_usd"] == pytest.approx(0.35) and row["repairs"] == 0 and row["repairs_per_acceptable"] == 0
+    assert row["judged_images"] == 0 and row["mean_identity"] is None and row["feature_hit_rate"] is None
+    assert (row["reviewed"], row["satisfaction"]) == (0, None)
     assert by_provider.height == 1 and by_provider["cost_usd"][0] == pytest.approx(0.35)
 
     result = dg.materialize([cost_report], instance=instance, resources=defs.resources)

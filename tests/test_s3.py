@@ -186,6 +186,9 @@ def _story_bytes(**changes) -> bytes:
 def sensor_env(s3, bucket, workspace, defs_for, instance):
     from bookbug_assets.defs.intake.s3_sensor import build_s3_story_sensor
 
+    from tests.test_sensors import mark_style_built
+
+    mark_style_built(workspace)  # as if the style sensor had built soft-meadow: books in it are not held back
     defs = defs_for()
     sensor = build_s3_story_sensor(bucket, "stories/")
 
@@ -268,7 +271,15 @@ def test_s3_sensor_rejects_oversized_and_claimed_ids_without_downloading(sensor_
     assert _story_ids(tick(result.cursor)) == [{"escape-fixed"}]
 
 
-def test_s3_sensor_catches_an_upload_in_the_same_second_as_the_mark(sensor_env, bucket):
+def _state(workspace, cursor):
+    """The S3 sensor's state: in the store, named by the cursor."""
+    from bookbug_assets.sensor_state import load_sensor_state
+    from bookbug_assets.storage import LocalArtifactStore
+
+    return json.loads(load_sensor_state(LocalArtifactStore(workspace["outputs"]), cursor, None))
+
+
+def test_s3_sensor_catches_an_upload_in_the_same_second_as_the_mark(sensor_env, bucket, workspace):
     # S3 stamps LastModified to the second and get_objects keeps only strictly newer objects: an
     # upload landing in the same second as the cursor's mark must still be seen.
     tick, client = sensor_env
@@ -276,7 +287,7 @@ def test_s3_sensor_catches_an_upload_in_the_same_second_as_the_mark(sensor_env, 
     first = tick()
     _upload(client, bucket, "two.yaml", _story_bytes(book_id="two"))
     stamp = client.head_object(Bucket=bucket, Key="stories/two.yaml")["LastModified"]
-    cursor = json.loads(first.cursor)
+    cursor = _state(workspace, first.cursor)
     cursor["since"] = stamp.isoformat()  # the mark another object of that second would have set
     assert _story_ids(tick(json.dumps(cursor))) == [{"two"}]
 
@@ -372,6 +383,9 @@ def test_a_rejected_upload_waits_for_its_style_and_its_reason_goes_once_accepted
     first = tick()
     assert not first.run_requests and "chibi.yaml.reason.json" in _reasons(client, bucket)
     shutil.copytree(workspace["styles"] / "soft-meadow", workspace["styles"] / "chibi")
+    from tests.test_sensors import mark_style_built
+
+    mark_style_built(workspace, "chibi")
     second = tick(first.cursor)
     assert _story_ids(second) == [{"chibi-book"}] and _reasons(client, bucket) == {}
 
@@ -389,3 +403,46 @@ def test_fetch_reads_the_owner_never_a_duplicate_or_a_broken_upload(s3, bucket):
     key, _, story = fetch_story_from_s3(client, bucket, "stories/", "pip-and-the-lantern", {"soft-meadow"},
                                         recorded=("pip.yaml", "x"))
     assert key == "stories/pip.yaml"
+
+
+# --- issue 13 item 6 and issue 16: one backfill per tick, a bounded cursor, books wait for their style -------------
+
+def test_s3_one_backfill_for_every_upload_and_each_book_reads_its_own_key(sensor_env, bucket, workspace):
+    from bookbug_assets.story_intake import requested_source
+    from bookbug_assets.storage import LocalArtifactStore
+
+    tick, client = sensor_env
+    for i in range(4):
+        _upload(client, bucket, f"up-{i}.yaml", _story_bytes(book_id=f"up-{i}"))
+    result = tick()
+    assert len(result.run_requests) == 1 and _story_ids(result) == [{f"up-{i}" for i in range(4)}]
+    assert "bookbug/story_key" not in result.run_requests[0].tags
+    store = LocalArtifactStore(workspace["outputs"])
+    assert [requested_source(store, f"up-{i}")[0] for i in range(4)] == [f"stories/up-{i}.yaml" for i in range(4)]
+
+
+def test_s3_state_forgets_deleted_uploads_and_the_cursor_stays_small(sensor_env, bucket, workspace):
+    tick, client = sensor_env
+    for i in range(6):
+        _upload(client, bucket, f"k-{i}.yaml", _story_bytes(book_id=f"k-{i}"))
+    first = tick()
+    assert len(_state(workspace, first.cursor)["etags"]) == 6
+    for i in range(4):
+        client.delete_object(Bucket=bucket, Key=f"stories/k-{i}.yaml")
+    second = tick(first.cursor)
+    state = _state(workspace, second.cursor)
+    assert sorted(state["etags"]) == ["stories/k-4.yaml", "stories/k-5.yaml"]
+    assert sorted(state["books"]) == ["k-4", "k-5"] and len(second.cursor) < 200
+
+
+def test_s3_a_book_whose_style_is_not_built_waits_for_it(sensor_env, bucket, workspace):
+    from tests.test_sensors import mark_style_built
+
+    tick, client = sensor_env
+    shutil.copytree(workspace["styles"] / "soft-meadow", workspace["styles"] / "chibi")
+    _upload(client, bucket, "chibi.yaml", _story_bytes(book_id="chibi-book", style="chibi"))
+    first = tick()
+    assert not first.run_requests and _reasons(client, bucket) == {}
+    assert not tick(first.cursor).run_requests
+    mark_style_built(workspace, "chibi")
+    assert _story_ids(tick(first.cursor)) == [{"chibi-book"}]

@@ -6,10 +6,34 @@ import shutil
 import time
 
 import dagster as dg
+import pytest
 import yaml
 
 from bookbug_assets.defs.intake.sensors import story_folder_sensor
 from tests.conftest import EXAMPLE
+
+
+def mark_style_built(workspace, style="soft-meadow"):
+    """As if the style sensor's run had built the style (its style_lora profile is in the store): the story sensor
+    holds back a book in a style that is not built."""
+    from bookbug_assets.layout import style_profile_key
+    from bookbug_assets.storage import LocalArtifactStore
+
+    LocalArtifactStore(workspace["outputs"]).write_json(style_profile_key(style), {
+        "style": style, "prompt_prefix": "", "trigger_word": "", "palette": [], "dataset_sha256": "0" * 64,
+        "lora": None})
+
+
+@pytest.fixture(autouse=True)
+def _soft_meadow_built(workspace):
+    mark_style_built(workspace)
+
+
+def sensor_state(defs, cursor):
+    """The per-file state a cursor names (it lives in the store; the cursor is a pointer)."""
+    from bookbug_assets.sensor_state import load_sensor_state
+
+    return json.loads(load_sensor_state(defs.resources["storage"].store(), cursor, None))
 
 
 def settle(folder):
@@ -151,7 +175,7 @@ def test_a_flood_of_large_stories_is_taken_in_bounded_batches_and_a_later_story_
     while ticks < flood + 1:
         result = tick(defs, instance, cursor=cursor)
         ticks += 1
-        files = json.loads(result.cursor)["files"]
+        files = sensor_state(defs, result.cursor)["files"]
         taken = _processed(seen, files)
         if not taken:
             break
@@ -160,6 +184,7 @@ def test_a_flood_of_large_stories_is_taken_in_bounded_batches_and_a_later_story_
         cursor, seen = result.cursor, files
     assert len(seen) == flood + 1 and ticks >= 2
     assert sorted(books) == sorted([f"flood-{i:03d}" for i in range(flood)] + ["late-story"])
+    assert len(result.cursor) < 200, "the Dagster cursor names the state; it does not hold a line per file"
 
 
 # --- issue 14 item 13: a file still being written is not taken -------------------------------------------------
@@ -219,6 +244,7 @@ def test_a_story_waiting_for_its_style_is_taken_when_the_style_appears(workspace
     reason = folder / "rejected" / "chibi.yaml.reason.txt"
     assert not first.run_requests and "unknown style 'chibi'" in reason.read_text()
     shutil.copytree(workspace["styles"] / "soft-meadow", workspace["styles"] / "chibi")
+    mark_style_built(workspace, "chibi")
     second = tick(defs, instance, cursor=first.cursor)  # the file itself did not change
     assert [{p for a, p in subset_keys(r) if a == "story"} for r in second.run_requests] == [{"chibi-book"}]
     assert not reason.exists(), "a stale reason file stays after the story is accepted"
@@ -299,3 +325,92 @@ def test_the_story_step_reads_the_owners_file_past_poison_and_duplicates(workspa
     hijack = materialize({"bookbug/story_file": "aaa.yaml"})
     assert not hijack.success
     assert load_story(store, "pip-and-the-lantern").title != "Hijacked"
+
+
+# --- issue 13 item 6: the sensor at volume ---------------------------------------------------------------------
+
+def test_one_backfill_per_tick_for_every_new_book_and_each_reads_its_own_file(workspace, defs_for, instance):
+    from bookbug_assets.defs.book_runs import _assets
+    from bookbug_assets.layout import load_story, load_story_record
+    from bookbug_assets.story_intake import requested_source
+
+    folder, defs = workspace["stories"], defs_for()
+    pages = yaml.safe_load(EXAMPLE.read_text())["pages"]
+    sizes = {f"book-{i}": 3 + i for i in range(5)}
+    for book, n in sizes.items():
+        write_story(folder, f"{book}.yaml", book_id=book, title=f"Title of {book}", pages=pages[:n])
+    result = tick(defs, instance)
+    assert len(result.run_requests) == 1, "one backfill for the tick, not one per story"
+    request = result.run_requests[0]
+    keys = subset_keys(request)
+    assert {p for a, p in keys if a == "story"} == set(sizes)
+    assert {p for a, p in keys if a == "book_pages"} == {f"{b}|{i:03d}" for b, n in sizes.items()
+                                                         for i in range(1, n + 1)}  # real pages, no empty slots
+    assert ("generation_ledger", None) in keys and request.tags["bookbug/books"] == "5"
+    assert "bookbug/story_file" not in request.tags  # every run of the backfill would carry it
+    store = defs.resources["storage"].store()
+    assert {b: requested_source(store, b)[0] for b in sizes} == {b: f"{b}.yaml" for b in sizes}
+
+    for add in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+    for book in ("book-1", "book-3"):  # the story step of a run in that backfill: its tags name no file
+        run = dg.materialize(_assets(defs, "story"), instance=instance, resources=dict(defs.resources),
+                             partition_key=book, tags=request.tags)
+        assert run.success
+        assert load_story(store, book).title == f"Title of {book}"
+        assert load_story_record(store, book).source == f"{book}.yaml"
+        assert requested_source(store, book) is None, "the request record goes once the book is built from it"
+
+
+def test_the_cursor_stays_small_and_the_state_keeps_only_files_still_there(workspace, defs_for, instance):
+    from bookbug_assets.sensor_state import KEEP, STATE_PREFIX
+
+    folder, defs = workspace["stories"], defs_for()
+    for i in range(25):
+        write_story(folder, f"s{i:02d}.yaml", book_id=f"s{i:02d}")
+    cursor = None
+    for _ in range(3):  # 20 files a tick
+        cursor = tick(defs, instance, cursor=cursor).cursor
+    assert len(sensor_state(defs, cursor)["files"]) == 25 and len(cursor) < 200
+    for i in range(10):
+        (folder / f"s{i:02d}.yaml").unlink()
+    for i in range(KEEP + 3):  # every tick a change, so a new state version
+        write_story(folder, f"new{i}.yaml", book_id=f"new-{i}")
+        cursor = tick(defs, instance, cursor=cursor).cursor
+    state = sensor_state(defs, cursor)
+    assert len(state["files"]) == 15 + KEEP + 3 and "s00.yaml" not in state["files"]
+    assert len(cursor) < 200
+    versions = defs.resources["storage"].store().list(f"{STATE_PREFIX}/story_folder_sensor")
+    assert len(versions) <= KEEP + 1, versions
+
+
+def test_an_older_inline_cursor_is_read_and_a_lost_state_starts_afresh(workspace, defs_for, instance):
+    folder, defs = workspace["stories"], defs_for()
+    shutil.copy(EXAMPLE, folder / EXAMPLE.name)
+    settle(folder)
+    from bookbug_assets.intake import FolderCursor, scan_folder_tick
+
+    inline = scan_folder_tick(folder, {"soft-meadow"}, FolderCursor(), None).cursor.dumps()  # what 1.x stored
+    assert not tick(defs, instance, cursor=inline).run_requests
+    lost = json.dumps({"state": "intake/sensor-state/story_folder_sensor/000000000009-deadbeefdeadbeef.json",
+                       "seq": 9})
+    assert len(tick(defs, instance, cursor=lost).run_requests) == 1
+
+
+# --- issue 16: a book whose style is new waits until the style is built ---------------------------------------
+
+def test_a_book_in_a_style_not_built_yet_waits_and_is_requested_once_it_is_built(workspace, defs_for, instance,
+                                                                                  capfd):
+    folder, defs = workspace["stories"], defs_for()
+    shutil.copytree(workspace["styles"] / "soft-meadow", workspace["styles"] / "chibi")  # valid, not built
+    write_story(folder, "chibi.yaml", book_id="chibi-book", style="chibi")
+    shutil.copy(EXAMPLE, folder / EXAMPLE.name)  # soft-meadow is built: this one runs now
+    first = tick(defs, instance)
+    assert [{p for a, p in subset_keys(r) if a == "story"} for r in first.run_requests] == [{"pip-and-the-lantern"}]
+    assert "waits for style 'chibi'" in capfd.readouterr().err
+    assert not (folder / "rejected" / "chibi.yaml.reason.txt").exists(), "a valid story is not rejected"
+    assert not tick(defs, instance, cursor=first.cursor).run_requests  # still not built: still waiting
+    mark_style_built(workspace, "chibi")  # the style sensor's run finished
+    built = tick(defs, instance, cursor=first.cursor)
+    assert [{p for a, p in subset_keys(r) if a == "story"} for r in built.run_requests] == [{"chibi-book"}]
+    assert built.run_requests[0].tags["bookbug/reason"] == "new story"

@@ -110,3 +110,14 @@ def test_a_style_make_demo_already_built_only_gets_its_partition(workspace, defs
     _build_style(defs, instance, "soft-meadow")
     result = _tick(defs, instance)
     assert not result.run_requests
+
+
+def test_a_style_whose_dataset_is_built_but_not_its_lora_is_built_again(workspace, defs_for, instance):
+    """Books wait for their style's style_lora (the story sensor): a style left half built must be requested."""
+    defs = defs_for()
+    instance.add_dynamic_partitions("styles", ["soft-meadow"])
+    graph = BookGraph.of(defs)
+    assert dg.materialize(_assets(graph, "style_dataset"), partition_key="soft-meadow", instance=instance,
+                          resources=graph.resources).success
+    result = _tick(defs, instance)
+    assert [r.partition_key for r in result.run_requests] == ["soft-meadow"]

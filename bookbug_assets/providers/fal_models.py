@@ -152,6 +152,25 @@ FAL_MODELS: dict[str, FalModel] = {
                "references go to /edit (image_urls up to 8); $0.03 first megapixel + $0.015 each further "
                "(third-party: https://www.runflow.io/models/black-forest-labs/flux-2-pro, 1024x1024 = 1 MP = $0.030, "
                "2048x2048 = 4 MP = $0.075; /edit bills input megapixels too)"),
+        # Seedream 4.0 (ByteDance): up to 10 references, $0.03 per image,
+        # https://fal.ai/models/fal-ai/bytedance/seedream/v4/edit/llms.txt; its text-to-image sibling draws the
+        # sprite sheet (listed beside /edit on https://fal.ai/docs/model-api-reference/image-generation-api/
+        # bytedance-seedream-v4; its own schema UNCONFIRMED: the edit one without image_urls).
+        FalModel(
+            _caps("fal-ai/bytedance/seedream/v4/edit", max_references=10, max_size=4096, price_usd=0.03,
+                  notes="image_urls up to 10; $0.03 per image; without references .../v4/text-to-image draws"),
+            refs="list", ref_field="image_urls", t2i="fal-ai/bytedance/seedream/v4/text-to-image"),
+        FalModel(_caps("fal-ai/bytedance/seedream/v4/text-to-image", max_size=4096, price_usd=0.03,
+                       notes="Seedream 4.0 text-to-image (schema UNCONFIRMED)")),
+        # Qwen-Image-Edit-Plus: fields from third-party copies of fal's schema only (UNCONFIRMED: seed, and
+        # image_size as {width, height}); price UNCONFIRMED (no fal page read). Text-to-image: fal-ai/qwen-image
+        # (UNCONFIRMED schema).
+        FalModel(
+            _caps("fal-ai/qwen-image-edit-plus", max_references=3, price_usd=0.03,
+                  notes="image_urls (up to 3, per third-party copies); schema and price UNCONFIRMED"),
+            refs="list", ref_field="image_urls", t2i="fal-ai/qwen-image", fixed=_PNG),
+        FalModel(_caps("fal-ai/qwen-image", price_usd=0.02, notes="Qwen-Image text-to-image (schema and price "
+                                                                    "UNCONFIRMED)"), fixed=_PNG),
         _flux2("fal-ai/flux-2-pro/edit", "", 8, 0.03, 0.015, False, "FLUX.2 [pro] edit, image_urls up to 8",
                t2i="fal-ai/flux-2-pro"),
     ]

@@ -31,6 +31,7 @@ from bookbug_assets.providers.lora_refs import cog_flux_lora_weights, lucataco_h
 
 RATIOS_11 = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
 RATIOS_9 = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
+RATIOS_SEEDREAM = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
 RATIOS_NANO = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 
 
@@ -246,6 +247,14 @@ REPLICATE_MODELS: dict[str, ReplicateModel] = {
                         "input images may be billed as megapixels too, not counted here)"),
             refs="list", ref_field="input_images", size="custom", size_range=(256, 2048),
             price_per_mp=0.015, fixed={"output_format": "png", "safety_tolerance": 2}),
+        ReplicateModel(
+            # https://replicate.com/bytedance/seedream-4/versions/e6cff243d7a5e551e1ca2b4bf291413d649c9f1417f9a52c1c0a4fbc36027b83/api
+            _caps("bytedance/seedream-4", max_references=10, seed_deterministic=False, max_size=4096,
+                  price_usd=0.03,
+                  notes="image_input up to 10 references (multi-reference edit); no seed input; size 2K; "
+                        "$0.03 per image (UNCONFIRMED on Replicate: fal's price for the same model)"),
+            refs="list", ref_field="image_input", ratios=RATIOS_SEEDREAM, seed=False,
+            fixed={"size": "2K", "sequential_image_generation": "disabled", "max_images": 1}),
         ReplicateModel(
             _caps("stability-ai/sdxl", max_size=1536, price_usd=0.004,
                   notes="cheap text-only baseline; takes a negative prompt; community model billed per "

@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 from bookbug_assets.quality.artifacts import Thresholds
+from bookbug_assets.quality.judge_models import JudgeThresholds
 from bookbug_assets.quality.style import StyleProfile
 from bookbug_assets.quality_section import QualitySection
 
 LIMIT_FIELDS = tuple(f.name for f in fields(Thresholds) if f.name != "explicit")
+JUDGE_FIELDS = tuple(JudgeThresholds.model_fields)  # the judge's limits, from the same sources
 PREVIEW_CHARACTER = "gate_character_on_previews"
 RUN_CONFIG = "run config"
 # A soft watercolour style's own images score blur 6-7 (soft-meadow), far under the default 40 that sharp pages
@@ -33,6 +35,7 @@ class BookLimits:
     thresholds: Thresholds = field(default_factory=Thresholds)
     sources: dict[str, str] = field(default_factory=dict)  # limit -> where it came from; absent: shipped default
     gate_character_on_previews: bool = False
+    judge: JudgeThresholds = field(default_factory=JudgeThresholds)  # used only when a judge is configured
 
 
 def book_limits(style: str, profile: StyleProfile | None, style_quality: QualitySection | None,
@@ -54,8 +57,20 @@ def book_limits(style: str, profile: StyleProfile | None, style_quality: Quality
             values[name] = value
             sources[name] = source
     preview_character = bool(values.pop(PREVIEW_CHARACTER, False))
+    judge = JudgeThresholds(**{name: values.pop(name) for name in JUDGE_FIELDS if name in values})
     # explicit=frozenset(): these are the book's settings, not a run's; run config still wins over them.
-    return BookLimits(replace(Thresholds(), explicit=frozenset(), **values), sources, preview_character)
+    return BookLimits(replace(Thresholds(), explicit=frozenset(), **values), sources, preview_character, judge)
+
+
+def judge_run_limits(limits: BookLimits, run: dict[str, int | bool]) -> tuple[JudgeThresholds, str]:
+    """The judge's limits for one image: `run`'s set fields (run config) over the book's; and a note naming each
+    limit that is not the shipped default, with its source."""
+    chosen = limits.judge.model_copy(update=run)
+    sources = {**{n: s for n, s in limits.sources.items() if n in JUDGE_FIELDS}, **{n: RUN_CONFIG for n in run}}
+    default = JudgeThresholds()
+    parts = [f"{n} {getattr(chosen, n)} ({sources.get(n, 'default')})" for n in JUDGE_FIELDS
+             if n in sources or getattr(chosen, n) != getattr(default, n)]
+    return chosen, ("judge limits: " + "; ".join(parts)) if parts else ""
 
 
 def run_limits(limits: BookLimits, run: Thresholds,

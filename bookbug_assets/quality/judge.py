@@ -177,6 +177,14 @@ def judge_name(backend: JudgeBackend) -> str:
     return f"{backend.family}:{backend.model}"
 
 
+def judge_key(backend: JudgeBackend, *, image: bytes, references: Mapping[str, bytes],
+              cards: Sequence[CharacterCard], scene: str, style: str) -> str:
+    """Where the verdict on this exact question is kept (the question's request hash, like an image's)."""
+    prompt = judge_prompt(tuple(cards), scene, style, list(references))
+    return judge_cache_key(sha256_bytes(image), [f"{role}:{sha256_bytes(data)}" for role, data in references.items()],
+                           sha256_bytes((JUDGE_SYSTEM + "\n" + prompt).encode()), JUDGE_VERSION, judge_name(backend))
+
+
 def judge_image(backend: JudgeBackend, store: ArtifactStore, *, image: bytes, references: Mapping[str, bytes],
                 cards: Sequence[CharacterCard], scene: str, style: str) -> JudgeVerdict:
     """The verdict on `image` against `references` (role -> bytes, in the order the judge sees them), the
@@ -185,8 +193,7 @@ def judge_image(backend: JudgeBackend, store: ArtifactStore, *, image: bytes, re
     prompt = judge_prompt(cards, scene, style, list(references))
     ref_shas = {role: sha256_bytes(data) for role, data in references.items()}
     image_sha = sha256_bytes(image)
-    key = judge_cache_key(image_sha, [f"{role}:{sha}" for role, sha in ref_shas.items()],
-                          sha256_bytes((JUDGE_SYSTEM + "\n" + prompt).encode()), JUDGE_VERSION, judge_name(backend))
+    key = judge_key(backend, image=image, references=references, cards=cards, scene=scene, style=style)
     if store.exists(key):
         kept = JudgeVerdict.model_validate(store.read_json(key))
         return kept.model_copy(update={"cache_hit": True, "calls": 0, "cost_usd": 0.0, "latency_s": 0.0})

@@ -16,7 +16,10 @@ A real render is gated against the style's own calibrated limit (book_limits).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
+import json
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -26,7 +29,9 @@ from pathlib import Path
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from bookbug_assets.layout import load_record, style_quality_profile_key, verdict_key, verdicts_prefix
+from bookbug_assets.layout import (
+    assessment_cache_key, load_record, style_quality_profile_key, verdict_key, verdicts_prefix,
+)
 from bookbug_assets.quality.artifacts import Thresholds, assess, blur_score
 from bookbug_assets.quality.book_limits import BookLimits, book_limits, limits_note, run_limits
 from bookbug_assets.quality.character import CharacterModel, character_model, character_similarity
@@ -51,6 +56,7 @@ class QualityReference:
     character: CharacterModel | None  # None when the sprite sheet looks blank
     sheet_is_preview: bool = False  # a preview sheet holds tokens: nothing to compare a character with
     limits: BookLimits = field(default_factory=BookLimits)  # the book's limits before the run's config
+    identity: str = ""  # hash of everything above (assessments of an image against it are cached); "": not cached
 
 
 def style_quality_profile(store: ArtifactStore, styles_dir: Path, style: str) -> StyleProfile:
@@ -82,13 +88,50 @@ def style_limits(store: ArtifactStore, styles_dir: Path, story: Story) -> tuple[
 def quality_reference(store: ArtifactStore, styles_dir: Path, story: Story) -> QualityReference:
     sheet = load_record(store, story.book_id, "sprite_sheet")
     profile, limits = style_limits(store, styles_dir, story)
-    return QualityReference(profile, _character_model(store.read_bytes(sheet.image_key)), sheet.is_preview, limits)
+    return QualityReference(profile, _character_model(store.read_bytes(sheet.image_key)), sheet.is_preview, limits,
+                            identity=_reference_identity(profile, limits, sheet.image_sha256, sheet.is_preview))
 
 
 def sheet_reference(store: ArtifactStore, styles_dir: Path, story: Story) -> QualityReference:
     """What the sprite sheet itself is judged against: the style only (it is the character reference)."""
     profile, limits = style_limits(store, styles_dir, story)
-    return QualityReference(profile, None, limits=limits)
+    return QualityReference(profile, None, limits=limits, identity=_reference_identity(profile, limits, None, False))
+
+
+@functools.cache
+def _quality_code() -> str:
+    """The measures' own source: a change to any of them assesses every image again, with no version to bump."""
+    folder = Path(__file__).parent
+    digest = hashlib.sha256()
+    for module in sorted(folder.glob("*.py")):
+        if not module.name.startswith("judge"):  # the judge caches its verdicts itself (layout.judge_cache_key)
+            digest.update(module.name.encode() + module.read_bytes())
+    return digest.hexdigest()
+
+
+def _reference_identity(profile: StyleProfile, limits: BookLimits, sheet_sha256: str | None,
+                        sheet_is_preview: bool) -> str:
+    # the character model is a function of the sheet's bytes, so the sheet's hash stands for it
+    facts = {"code": _quality_code(), "style": profile.to_dict(), "limits": repr(limits), "sheet": sheet_sha256,
+             "sheet_is_preview": sheet_is_preview}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def assess_stored_image(store: ArtifactStore, data: bytes, image_sha256: str, ref: QualityReference,
+                        thresholds: Thresholds, **how) -> Assessment:
+    """assess_image, kept in the store under everything it depends on: the image's bytes (by hash), the
+    reference, the run's limits and how the image is judged. An unchanged rerun, and a check after its asset's
+    gate, read the assessment instead of measuring the image again (issue: 13 % of a book's time went there)."""
+    if not ref.identity:
+        return assess_image(data, ref, thresholds, **how)
+    question = {"image": image_sha256, "ref": ref.identity, "thresholds": repr(thresholds),
+                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in how.items()}}
+    key = assessment_cache_key(hashlib.sha256(json.dumps(question, sort_keys=True).encode()).hexdigest())
+    if store.exists(key):
+        return Assessment.model_validate(store.read_json(key))
+    result = assess_image(data, ref, thresholds, **how)
+    store.write_json(key, result.model_dump(mode="json"))
+    return result
 
 
 def _character_model(data: bytes) -> CharacterModel | None:
@@ -138,6 +181,9 @@ def assess_image(data: bytes, ref: QualityReference, thresholds: Thresholds, *, 
                       failures=list(report.reasons), notes=notes)
 
 
+JUDGE_FAILURE_PREFIXES = ("judge", "not judged")  # failures the quality judge's verdict gave (quality/judge.py)
+
+
 class AttemptSummary(BaseModel):
     attempt: int
     seed: int
@@ -146,6 +192,9 @@ class AttemptSummary(BaseModel):
     cache_hit: bool = False
     passed: bool
     failures: list[str] = Field(default_factory=list)
+    change: str = ""  # what this attempt sent differently from the first (a new seed, a repair by edit)
+    judge_reason: str = ""  # the quality judge's one-line reason ("" when it was not asked)
+    judge_cost_usd: float = 0.0
 
 
 class QualityVerdict(BaseModel):
@@ -166,6 +215,9 @@ class QualityVerdict(BaseModel):
     attempts: list[AttemptSummary] = Field(default_factory=list)
     winner: int = 1
     stopped: str = ""  # why regeneration stopped early (budget), if it did
+    judge: str = ""  # <family>:<model> of the quality judge, "not asked", or "" with no judge configured
+    judge_reason: str = ""
+    judge_table: list[dict] = Field(default_factory=list)  # JudgeVerdict.table(): one row per character
     assessed_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
 
     def description(self) -> str:
@@ -181,7 +233,8 @@ class QualityVerdict(BaseModel):
         return {"accepted": self.accepted, "failures": "; ".join(self.failures) or "none",
                 "notes": "; ".join(self.notes) or "none", "winning_attempt": self.winner,
                 "attempts": len(self.attempts), "image_sha256": self.image_sha256, "seed": self.seed,
-                "stopped": self.stopped or "no"}
+                "stopped": self.stopped or "no", "judge": self.judge or "none configured",
+                "judge_reason": self.judge_reason or "none"}
 
 
 def save_verdict(store: ArtifactStore, verdict: QualityVerdict) -> None:
@@ -211,22 +264,35 @@ def recheck_reference(store: ArtifactStore, styles_dir: Path, story: Story, targ
     reviewer approved for this target, if any.
     """
     record = load_record(store, story.book_id, target)
-    ref = quality_reference(store, styles_dir, story)
-    result = assess_image(store.read_bytes(record.image_key), ref, thresholds, kind=target,
-                          is_preview=record.is_preview, has_characters=True, size=(record.width, record.height),
-                          gate_character_on_previews=gate_character_on_previews)
+    # as the asset's own gate judged it: the sheet against the style alone, the hero against the sheet too
+    ref = sheet_reference(store, styles_dir, story) if target == "sprite_sheet" else \
+        quality_reference(store, styles_dir, story)
+    result = assess_stored_image(store, store.read_bytes(record.image_key), record.image_sha256, ref, thresholds,
+                                 kind=target, is_preview=record.is_preview, has_characters=True,
+                                 size=(record.width, record.height),
+                                 gate_character_on_previews=gate_character_on_previews)
     earlier = load_verdicts(store, story.book_id).get(target)
     kept = earlier is not None and earlier.image_sha256 == record.image_sha256
     winner = earlier.winner if kept else 1
+    # The quality judge's verdict on these bytes stands (the check has no judge of its own; it is cached anyway).
+    judge_lines = [f for f in earlier.failures if f.startswith(JUDGE_FAILURE_PREFIXES)] if kept else []
+    failures = result.failures + judge_lines
+    passed = result.passed and not judge_lines
     judged = AttemptSummary(attempt=winner, seed=record.seed, image_sha256=record.image_sha256,
-                            cost_usd=record.cost_usd, cache_hit=record.cache_hit, passed=result.passed,
-                            failures=result.failures)
-    attempts = [judged if a.attempt == winner else a for a in earlier.attempts] if kept else [judged]
+                            cost_usd=record.cost_usd, cache_hit=record.cache_hit, passed=passed,
+                            failures=failures)
+    attempts = [judged.model_copy(update={"change": a.change, "judge_reason": a.judge_reason,
+                                          "judge_cost_usd": a.judge_cost_usd}) if a.attempt == winner else a
+                for a in earlier.attempts] if kept else [judged]
     verdict = QualityVerdict(
-        book_id=story.book_id, target=target, passed=result.passed,
-        accepted=result.passed or approved_sha == record.image_sha256,
+        book_id=story.book_id, target=target, passed=passed,
+        accepted=passed or approved_sha == record.image_sha256,
         image_sha256=record.image_sha256, image_key=record.image_key, provider=record.provider, model=record.model,
-        seed=record.seed, scores=result.scores, failures=result.failures, notes=result.notes,
-        attempts=attempts, winner=winner, stopped=earlier.stopped if kept else "")
+        seed=record.seed, scores={**result.scores, **({k: v for k, v in earlier.scores.items()
+                                                       if k.startswith("judge_")} if kept else {})},
+        failures=failures, notes=result.notes, attempts=attempts, winner=winner,
+        stopped=earlier.stopped if kept else "",
+        **({"judge": earlier.judge, "judge_reason": earlier.judge_reason, "judge_table": earlier.judge_table}
+           if kept else {}))
     save_verdict(store, verdict)
     return verdict

@@ -12,6 +12,7 @@ from typing import Any
 
 from ._fal_errors import Failure, content_policy_detail, entry, validation_detail
 from ._http import per_key
+from ._judge_answers import answer_text, cards_from_text, page_pixels, seen_answer
 from ._media import CONTENT_TYPES, render_image, safetensors_bytes, scaled, seed_for, zip_image_names
 from ._schema import Issue, nominal_size, with_defaults
 
@@ -35,6 +36,7 @@ class FalJob:
     failure: Failure | None = None  # fail_next_requests: how it fails once it has run
     done_at: float | None = None
     logs: list[dict] = field(default_factory=list)
+    judge_kind: str = "ok"  # the judge route: the scripted kind of answer (_judge_answers.answer_text)
 
 
 class FalJobsMixin:
@@ -66,6 +68,8 @@ class FalJobsMixin:
             job.error_detail = content_policy_detail(job.input.get("prompt"))
         elif job.spec["kind"] == "training":
             self._finish_training(job)
+        elif job.spec["kind"] == "judge":
+            self._finish_judge(job)
         else:
             job.result = self._render(job, nsfw=job.refused)
         self._log(job, "Completed." if job.error_detail is None and job.failure is None else "Failed.")
@@ -106,6 +110,30 @@ class FalJobsMixin:
             item = self.media.get(url[len(self.url):])
             return item["data"] if item else b""
         return None
+
+    def _finish_judge(self, job: FalJob) -> None:
+        """The vision route's answer about image 1, or its refusal (a 422 content_policy_violation)."""
+        if job.judge_kind == "refusal":
+            job.error_detail = content_policy_detail(job.input.get("prompt"))
+            return
+        data = self._local_bytes(str(job.input["image_urls"][0]))
+        if not data:
+            job.error_detail = [entry(["image_urls", 0], "Failed to download the image.", "file_download_error",
+                                      job.input["image_urls"][0])]
+            return
+        try:
+            cards = cards_from_text(str(job.input["prompt"]))
+        except ValueError:
+            job.error_detail = [entry(["prompt"], "fake judge: the prompt lists no character cards", "value_error",
+                                      "")]
+            return
+        text = answer_text(seen_answer(page_pixels(data), cards), job.judge_kind)
+        tokens_in, tokens_out = 1500 + 765 * len(job.input["image_urls"]), max(1, len(text) // 4)
+        job.result = {"output": text, "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                                                "total_tokens": tokens_in + tokens_out,
+                                                "cost": self.judge_cost_usd}}
+        if self.judge_cost_usd is None:
+            del job.result["usage"]["cost"]
 
     def _finish_training(self, job: FalJob) -> None:
         full = with_defaults(job.spec["input"], job.input)
@@ -160,9 +188,10 @@ class FalJobsMixin:
         return out
 
     def _new_job(self, endpoint: str, prefix: str, spec: dict, inp: dict, refused: bool,
-                 issues: list[Issue], webhook: str | None, failure: Failure | None = None) -> FalJob:
+                 issues: list[Issue], webhook: str | None, failure: Failure | None = None,
+                 judge_kind: str = "ok") -> FalJob:
         job = FalJob(str(uuid.uuid4()), endpoint, prefix, spec, inp, time.monotonic(),
                      float(per_key(self.latency_s, endpoint, 0.0) or 0.0), refused=refused,
-                     issues=issues, webhook=webhook, failure=failure)
+                     issues=issues, webhook=webhook, failure=failure, judge_kind=judge_kind)
         self.jobs[job.id] = job
         return job

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._http import iso, per_key
+from ._judge_answers import answer_text, cards_from_text, page_pixels, seen_answer
 from ._media import CONTENT_TYPES, render_image, safetensors_bytes, scaled, seed_for, trainer_tar, zip_image_names
 from ._schema import nominal_size, with_defaults
 from .replicate_schemas import E005, TRAINED_DESTINATION_SCHEMA, openapi_schema, version_id_for
@@ -36,6 +37,8 @@ class _Job:
     output: Any = None
     error: str | None = None
     logs: str = ""
+    judge_kind: str = "ok"  # judge models: the scripted kind of answer (_judge_answers.answer_text)
+    tokens: tuple[int, int] | None = None  # judge models: (input, output) tokens, reported in metrics
 
 
 @dataclass
@@ -72,6 +75,8 @@ class JobsMixin:
             job.status, job.error = "failed", job.fail_with
         elif job.kind == "training":
             self._finish_training(job)
+        elif job.spec.get("judge") is not None:
+            self._finish_judge(job)
         else:
             job.status, job.output = "succeeded", self._render_outputs(job)
         job.logs += "Done.\n" if job.status == "succeeded" else f"Error: {job.error}\n"
@@ -89,6 +94,27 @@ class JobsMixin:
                                 label=f"{job.model} {full.get('prompt', '')}")
             urls.append(self._publish(job, f"out-{i}.{fmt}", data, CONTENT_TYPES.get(fmt, "image/png")))
         return urls if job.spec["output"].get("type") == "array" else urls[0]
+
+    def _finish_judge(self, job: _Job) -> None:
+        """A judge model's answer about image 1 (the first URL, or the left of one side-by-side picture)."""
+        where = job.spec["judge"]
+        sent = job.input.get(where["images"])
+        urls = [sent] if isinstance(sent, str) else list(sent or [])
+        data = self._local_bytes(str(urls[0])) if urls else None
+        if not data:
+            job.status, job.error = "failed", "Failed to load the input image"
+            return
+        try:
+            cards = cards_from_text(str(job.input.get("prompt", "")))
+        except ValueError:
+            cards = None
+        if cards is None:
+            job.status, job.error = "failed", "fake judge: the prompt lists no character cards"
+            return
+        text = answer_text(seen_answer(page_pixels(data, where["side_by_side"]), cards), job.judge_kind)
+        job.tokens = (1500 + 765 * len(urls), max(1, len(text) // 4))
+        pieces = [text[i:i + 40] for i in range(0, len(text), 40)]  # streamed tokens, concatenated by the client
+        job.status, job.output = "succeeded", pieces if job.spec["output"].get("type") == "array" else text
 
     def _publish(self, job: _Job, name: str, data: bytes, ctype: str) -> str:
         if self.output_mode == "data":
@@ -136,7 +162,9 @@ class JobsMixin:
         out = {"id": job.id, "model": job.model, "version": job.version, "status": status,
                "input": job.input, "output": job.output if terminal else None, "logs": job.logs,
                "error": job.error if terminal else None, "data_removed": False,
-               "metrics": {"predict_time": round(job.latency, 3)} if terminal else {},
+               "metrics": ({"predict_time": round(job.latency, 3)} | (
+                   {"input_token_count": job.tokens[0], "output_token_count": job.tokens[1]} if job.tokens else {})
+                   if terminal else {}),
                "created_at": iso(time.time() - (time.monotonic() - job.created)),
                "started_at": iso(time.time()) if status != "starting" else None,
                "completed_at": iso(job.done_at or job.canceled_at) if terminal else None,

@@ -86,9 +86,29 @@ _FLUX2_PRO = {  # UNCONFIRMED, see module docs
     "enable_safety_checker": dflt(BOOL, True),
     "output_format": enum(["jpeg", "png"], "jpeg"),
 }
+_SEEDREAM = {
+    **_COMMON,
+    "num_images": rng("integer", 1, 6, 1),
+    "max_images": rng("integer", 1, 6, 1),
+    "image_size": {**IMAGE_SIZE, "anyOf": [enum(["square_hd", "square", "portrait_4_3", "portrait_16_9",
+                                                  "landscape_4_3", "landscape_16_9", "auto", "auto_2K", "auto_4K"]),
+                                            IMAGE_SIZE["anyOf"][1]], "default": {"width": 2048, "height": 2048}},
+    "enable_safety_checker": dflt(BOOL, True),
+    "enhance_prompt_mode": enum(["standard", "fast"], "standard"),
+}
+_QWEN = {
+    **_COMMON,
+    "image_size": IMAGE_SIZE,
+    "negative_prompt": STR,
+    "num_inference_steps": rng("integer", 2, 100, 50),
+    "guidance_scale": rng("number", 0, 20, 4),
+    "enable_safety_checker": dflt(BOOL, True),
+    "output_format": enum(["jpeg", "png"], "png"),
+}
 _KONTEXT_SIZING = {"mode": "kontext", "default_ar": "match_input_image"}
 _NANO_SIZING = {"mode": "area", "default_ar": "1:1"}
 _IMAGE_SIZE_SIZING = {"mode": "fal_image_size", "default": "landscape_4_3"}
+_SEEDREAM_SIZING = {"mode": "fal_image_size", "default": "square_hd"}
 
 
 def _image(style: str, props: dict, required: list[str], sizing: dict) -> dict:
@@ -132,6 +152,15 @@ FAL_ENDPOINT_SCHEMAS: dict[str, dict] = {
     "fal-ai/flux-2-pro": _image("flux", _FLUX2_PRO, ["prompt"], _IMAGE_SIZE_SIZING),
     "fal-ai/flux-2-pro/edit": _image("flux", {**_FLUX2_PRO, "image_urls": url_list(8)},
                                      ["prompt", "image_urls"], _IMAGE_SIZE_SIZING),
+    # https://fal.ai/models/fal-ai/bytedance/seedream/v4/edit/llms.txt (text-to-image: the same without image_urls,
+    # UNCONFIRMED). Output: images and seed.
+    "fal-ai/bytedance/seedream/v4/edit": _image("flux", {**_SEEDREAM, "image_urls": url_list(10)},
+                                                ["prompt", "image_urls"], _SEEDREAM_SIZING),
+    "fal-ai/bytedance/seedream/v4/text-to-image": _image("flux", _SEEDREAM, ["prompt"], _SEEDREAM_SIZING),
+    # Qwen-Image-Edit-Plus / Qwen-Image: third-party copies of fal's schema (UNCONFIRMED, seed assumed).
+    "fal-ai/qwen-image-edit-plus": _image("flux", {**_QWEN, "image_urls": url_list()}, ["prompt", "image_urls"],
+                                          _IMAGE_SIZE_SIZING),
+    "fal-ai/qwen-image": _image("flux", _QWEN, ["prompt"], _IMAGE_SIZE_SIZING),
     "fal-ai/flux-lora-fast-training": {
         "kind": "training", "style": "training", "sizing": {},
         "min_images": 4,
@@ -145,6 +174,24 @@ FAL_ENDPOINT_SCHEMAS: dict[str, dict] = {
             "data_archive_format": STR,
         }, ["images_data_url"]),
     },
+}
+
+
+# fal's OpenRouter vision route (https://fal.ai/docs/model-api-reference/vision-api/openrouter-router): one endpoint,
+# the model named in the input. Output: {"output": text, "usage": {prompt_tokens, completion_tokens, total_tokens,
+# cost}}. The fake serves the models in quality/judge_models_table.FAL_JUDGE_MODELS; another id answers 422.
+FAL_JUDGE_ROUTED_MODELS = ["google/gemini-2.5-flash", "openai/gpt-4o", "openai/gpt-4.1", "anthropic/claude-sonnet-4.5"]
+FAL_ENDPOINT_SCHEMAS["openrouter/router/vision"] = {
+    "kind": "judge", "style": "judge", "sizing": {},
+    "input": obj({
+        "image_urls": url_list(),
+        "prompt": STR,
+        "system_prompt": STR,
+        "model": enum(FAL_JUDGE_ROUTED_MODELS),
+        "reasoning": dflt(BOOL, False),
+        "temperature": rng("number", 0, 2, 1),
+        "max_tokens": rng("integer", 1, 1_000_000),
+    }, ["image_urls", "prompt", "model"]),
 }
 
 

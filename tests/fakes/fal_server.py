@@ -38,6 +38,8 @@ Fidelity notes:
 - `fail_next_results` / `fail_all_results`: GET result of a COMPLETED request answers that status with a
   plain-text proxy body, as seen from the real queue; `result_fetches` counts those GETs.
 - `create_limit` (a CreateLimit): submits over the key's limit answer 429 with Retry-After.
+- The judge route (`openrouter/router/vision`) answers from what image 1 shows (_judge_answers);
+  `judge_script` lists the next answers' kinds ("refusal": a content_policy_violation), `judge_cost_usd` is usage.cost.
 - `upload_latency_s` holds each upload start (storage initiate, CDN upload) that long, so uploads racing
   from many threads overlap; `uploads` records each stored upload with its sha256.
 """
@@ -86,6 +88,8 @@ class FakeFal(FalJobsMixin, FakeHTTPServer):
         self.fail_all_results: int | None = None
         self.result_fetches = 0
         self.refuse_prompts_containing: Any = []
+        self.judge_script: list[str] = []  # the judge route: the next answers' kinds (_judge_answers.KINDS)
+        self.judge_cost_usd: float | None = 0.0021  # usage.cost of each judge answer (None: omitted)
         self.refuse_first_n = 0
         self.refusal_mode = "result"  # "result" | "submit" | "nsfw"
         self.validation_stage = "result"  # "result" | "submit"
@@ -209,8 +213,9 @@ class FakeFal(FalJobsMixin, FakeHTTPServer):
             if refused and (sync or self.refusal_mode == "submit") and self.refusal_mode != "nsfw":
                 return model_error(content_policy_detail(inp.get("prompt")))
             failure = None if sync or refused or issues else pop_knob(self, "fail_next_requests", endpoint)
+            judge_kind = self.judge_script.pop(0) if spec["kind"] == "judge" and self.judge_script else "ok"
             job = self._new_job(endpoint, request_prefix(endpoint), spec, inp, refused, issues,
-                                req.params.get("fal_webhook"), failure)
+                                req.params.get("fal_webhook"), failure, judge_kind)
             record = {"request_id": job.id, "endpoint": endpoint, "input": inp}
             (self.sync_runs if sync else self.submitted).append(record)
             crash = take_count(self, "crash_after_submit")

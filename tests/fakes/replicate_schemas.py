@@ -208,6 +208,23 @@ REPLICATE_MODEL_SCHEMAS: dict[str, dict] = {
             "output_quality": QUALITY,
         }, ["prompt"]),
     },
+    # https://replicate.com/bytedance/seedream-4/versions/e6cff243.../api (enhance_prompt: version 3ee3b70d)
+    "bytedance/seedream-4": {
+        "official": True, "kind": "prediction", "output": LIST_OUT, "nsfw_error": E005,
+        "sizing": {"mode": "area", "default_ar": "match_input_image", "resolution_field": "size"},
+        "input": obj({
+            "prompt": STR,
+            "image_input": uris(10),
+            "size": enum(["1K", "2K", "4K", "custom"], "2K"),
+            "aspect_ratio": enum(["match_input_image", "1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9"],
+                                 "match_input_image"),
+            "width": rng("integer", 1024, 4096, 2048),
+            "height": rng("integer", 1024, 4096, 2048),
+            "sequential_image_generation": enum(["disabled", "auto"], "disabled"),
+            "max_images": rng("integer", 1, 15, 1),
+            "enhance_prompt": dflt(BOOL, True),
+        }, ["prompt"]),
+    },
     "stability-ai/sdxl": {
         "official": False, "kind": "prediction", "output": LIST_OUT, "nsfw_error": NSFW_DIFFUSERS,
         "sizing": {"mode": "wh", "default": (1024, 1024)},
@@ -269,6 +286,67 @@ REPLICATE_MODEL_SCHEMAS: dict[str, dict] = {
         }),
     },
 }
+
+# --- judge models: vision-language models answering text (quality/judge_models_table.py has the sources) ---------
+# `judge`: where the images go and whether they arrive as one side-by-side picture; the fake answers from image 1
+# (_judge_answers). `prompt` is required here although the OpenAI pages allow `messages` instead: the judge always
+# sends a prompt, and the fake has one rule fewer to get wrong.
+TEXT_OUT = {"type": "array", "items": {"type": "string"}, "title": "Output", "x-cog-array-type": "iterator",
+            "x-cog-array-display": "concatenate"}
+STRING_OUT = {"type": "string", "title": "Output"}
+_OPENAI_CHAT = {
+    "prompt": STR,
+    "system_prompt": STR,
+    "messages": {"type": "array", "default": []},
+    "image_input": uris(),
+    "temperature": rng("number", 0, 2, 1),
+    "max_completion_tokens": dflt(INT, 4096),
+    "top_p": rng("number", 0, 1, 1),
+    "frequency_penalty": rng("number", -2, 2, 0),
+    "presence_penalty": rng("number", -2, 2, 0),
+}
+_GPT5 = {
+    "prompt": STR,
+    "system_prompt": STR,
+    "messages": {"type": "array", "default": []},
+    "image_input": uris(),
+    "reasoning_effort": enum(["minimal", "low", "medium", "high"], "minimal"),
+    "verbosity": enum(["low", "medium", "high"], "medium"),
+    "max_completion_tokens": INT,
+}
+
+
+def _judge(inputs: dict, images: str, output: dict = TEXT_OUT, side_by_side: bool = False) -> dict:
+    return {"official": True, "kind": "prediction", "output": output, "nsfw_error": E005, "sizing": {},
+            "judge": {"images": images, "side_by_side": side_by_side}, "input": obj(inputs, ["prompt"])}
+
+
+REPLICATE_MODEL_SCHEMAS.update({
+    "openai/gpt-4o": _judge(_OPENAI_CHAT, "image_input"),
+    "openai/gpt-4.1": _judge(_OPENAI_CHAT, "image_input"),
+    "openai/gpt-4.1-mini": _judge(_OPENAI_CHAT, "image_input", STRING_OUT),
+    "openai/gpt-5": _judge(_GPT5, "image_input"),
+    "google/gemini-2.5-flash": _judge({
+        "prompt": STR,
+        "images": uris(10),
+        "videos": uris(10),
+        "system_instruction": STR,
+        "temperature": rng("number", 0, 2, 1),
+        "top_p": rng("number", 0, 1, 0.95),
+        "max_output_tokens": rng("integer", 1, 65535, 65535),
+        "thinking_budget": rng("integer", 0, 24576),
+        "dynamic_thinking": dflt(BOOL, False),
+    }, "images"),
+    "anthropic/claude-4-sonnet": _judge({
+        "prompt": STR,
+        "image": URI,
+        "system_prompt": dflt(STR, ""),
+        "max_tokens": rng("integer", 1024, 64000, 8192),
+        "max_image_resolution": rng("number", 0.001, 2, 0.5),
+        "extended_thinking": dflt(BOOL, False),
+        "thinking_budget_tokens": rng("integer", 1024, 100000, 10000),
+    }, "image", side_by_side=True),
+})
 
 # Versions the trainer pushes to a destination model run Replicate's hotswap LoRA predictor.
 TRAINED_DESTINATION_SCHEMA: dict = {

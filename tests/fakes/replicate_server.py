@@ -30,6 +30,8 @@ Fidelity notes (deliberate, documented choices):
 - Webhooks are recorded in the prediction but never delivered.
 - `fail_next_predictions` makes the next created predictions end `failed` with the given `error` texts
   (GENERIC_FAILURE, CUDA_OOM, INTERRUPTED in _replicate_errors), as a model that crashes does.
+- Judge models (vision-language models, `judge` in replicate_schemas) answer from what image 1 shows
+  (_judge_answers); `judge_script` lists the next answers' kinds ("refusal" fails like a flagged input, E005).
 - `upload_latency_s` holds each file upload that long before storing it, so that uploads racing from
   many threads overlap; `uploads` records each stored upload with its sha256.
 """
@@ -72,6 +74,7 @@ class FakeReplicate(JobsMixin, FakeHTTPServer):
         self.refuse_prompts_containing: Any = []
         self.refuse_first_n = 0
         self.fail_next_predictions: Any = []  # error texts, one per created prediction, which ends "failed"
+        self.judge_script: list[str] = []  # judge models: the next answers' kinds (_judge_answers.KINDS)
         self.upload_latency_s = 0.0  # each POST /v1/files is held this long before it is stored
         self.output_ttl_s: Any = None
         self.crash_after_create: Any = 0  # int countdown (True == 1)
@@ -261,13 +264,14 @@ class FakeReplicate(JobsMixin, FakeHTTPServer):
             return problem
         prompt = str(inp.get("prompt", "")).lower()
         with self.lock:
-            refused = take_count(self, "refuse_first_n") or any(
+            judge_kind = self.judge_script.pop(0) if spec.get("judge") is not None and self.judge_script else "ok"
+            refused = judge_kind == "refusal" or take_count(self, "refuse_first_n") or any(
                 s.lower() in prompt for s in per_key(self.refuse_prompts_containing, ref, []) or [])
             job = _Job(random_id(), "prediction", ref, vid, spec, inp, time.monotonic(),
                        float(per_key(self.latency_s, ref, 0.0) or 0.0), refused=refused,
                        fail_with=None if refused else (lora_input_error(spec, inp, self.url)
                                                        or pop_knob(self, "fail_next_predictions", ref)),
-                       webhook=body.get("webhook"))
+                       webhook=body.get("webhook"), judge_kind=judge_kind)
             self.jobs[job.id] = job
             self.created_predictions.append({"id": job.id, "model": ref, "version": vid, "input": inp})
             crash = take_count(self, "crash_after_create")

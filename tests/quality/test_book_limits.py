@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from bookbug_assets.quality.artifacts import Thresholds
-from bookbug_assets.quality.book_limits import LIMIT_FIELDS, book_limits, run_limits
+from bookbug_assets.quality.book_limits import JUDGE_FIELDS, LIMIT_FIELDS, book_limits, run_limits
 from bookbug_assets.quality.style import calibrated_style_profile
 from bookbug_assets.quality.verdicts import QualityReference, assess_image
 from bookbug_assets.quality_section import QualitySection
@@ -36,8 +36,9 @@ def test_the_sections_name_exactly_the_gate_fields():
 
     limits = set(LIMIT_FIELDS)
     assert limits == {f.name for f in fields(Thresholds)} - {"explicit"}
-    assert set(QualitySection.model_fields) == limits | {"gate_character_on_previews"}
-    assert set(QualityThresholds.model_fields) == limits | {"gate_character_on_previews"}
+    judge = set(JUDGE_FIELDS)  # the quality judge's limits travel in the same sections
+    assert set(QualitySection.model_fields) == limits | judge | {"gate_character_on_previews"}
+    assert set(QualityThresholds.model_fields) == limits | judge | {"gate_character_on_previews"}
 
 
 def test_precedence_run_config_then_story_then_style_then_calibrated(profile):

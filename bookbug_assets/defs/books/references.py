@@ -12,6 +12,7 @@ from bookbug_assets.defs.common import (
     generation_context, image_metadata, user_errors, verdict_metadata,
 )
 from bookbug_assets.defs.gate_config import ImageGateConfig, ReferenceCheckConfig
+from bookbug_assets.defs.judge_resource import QualityJudge
 from bookbug_assets.defs.partitions import books_partitions
 from bookbug_assets.defs.resources import BookbugStorage, ImageProviders, generation_pool
 from bookbug_assets.gate_outcome import gate_outcome
@@ -29,10 +30,11 @@ class ReferenceImageConfig(ImageGateConfig):
 
 
 def _render(context: dg.AssetExecutionContext, storage: BookbugStorage, image_providers: ImageProviders,
-            config: ReferenceImageConfig, target: str) -> dg.MaterializeResult:
+            config: ReferenceImageConfig, target: str, quality_judge: QualityJudge) -> dg.MaterializeResult:
     book_id = context.partition_key
     store = storage.store()
     with user_errors():
+        judge = quality_judge.for_run(context, store, image_providers.settings()) if config.quality_gate else None
         story_record = load_story_record(store, book_id)
         story = story_record.story
         family, model = image_providers.choose(story.provider)
@@ -46,7 +48,7 @@ def _render(context: dg.AssetExecutionContext, storage: BookbugStorage, image_pr
     ctx = generation_context(context, store, image_providers, story, target)
     # Attempt 1 is the request as reviewed (a rejection: new seed + the reviewer's note); failures redraw.
     record, verdict = render_target(plan, target, reference_request(plan, target), ctx, store=store,
-                                    gate=config.settings(), qref=qref, review=load_state(store, book_id),
+                                    gate=config.settings(judge), qref=qref, review=load_state(store, book_id),
                                     story_sha256=story_record.sha256)
     context.log.info(f"{target} for {book_id}: {family}:{model} seed {record.seed} "
                      f"{'cache hit' if record.cache_hit else f'${record.cost_usd:.3f}'}; {target} {gate_outcome(verdict)}")
@@ -66,15 +68,15 @@ def build_reference_assets(pool: str | None = None) -> list[dg.AssetsDefinition]
               description="Character reference sheet: every character in several poses, in the book's style. "
                           "Pages and the hero image are drawn against it.")
     def sprite_sheet(context: dg.AssetExecutionContext, config: ReferenceImageConfig, storage: BookbugStorage,
-                     image_providers: ImageProviders) -> dg.MaterializeResult:
-        return _render(context, storage, image_providers, config, "sprite_sheet")
+                     image_providers: ImageProviders, quality_judge: QualityJudge) -> dg.MaterializeResult:
+        return _render(context, storage, image_providers, config, "sprite_sheet", quality_judge)
 
     @dg.asset(partitions_def=books_partitions, group_name="book", code_version="2", deps=[sprite_sheet, STYLE_DEP],
               kinds={"python"}, pool=pool,
               description="The cover / hero illustration, drawn against the sprite sheet; fixes the book's look.")
     def hero_page(context: dg.AssetExecutionContext, config: ReferenceImageConfig, storage: BookbugStorage,
-                  image_providers: ImageProviders) -> dg.MaterializeResult:
-        return _render(context, storage, image_providers, config, "hero_page")
+                  image_providers: ImageProviders, quality_judge: QualityJudge) -> dg.MaterializeResult:
+        return _render(context, storage, image_providers, config, "hero_page", quality_judge)
 
     return [sprite_sheet, hero_page]
 

@@ -14,6 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from bookbug_assets.defs.book_runs import BookGraph, materialize_book
+from bookbug_assets.defs.judge_resource import QualityJudge
 from bookbug_assets.defs.resources import BookbugStorage, ImageProviders
 from bookbug_assets.golden import (
     GoldenError, baseline_key, compare, golden_runs_key, load_golden_stories, page_scores, scores_table,
@@ -45,7 +46,9 @@ def golden_regression(context: dg.OpExecutionContext, config: GoldenConfig, stor
     # The same storage resource (whatever its class: local or S3) with only the stories folder changed.
     fields = {name: getattr(storage, name) for name in type(storage).model_fields}
     golden_storage = type(storage)(**{**fields, "stories_dir": str(work)})
-    graph = BookGraph.assemble({"storage": golden_storage, "image_providers": image_providers})
+    # No quality judge: golden scores are the weight-free ones, comparable run to run and free.
+    graph = BookGraph.assemble({"storage": golden_storage, "image_providers": image_providers,
+                                "quality_judge": QualityJudge()})
     current: dict[str, dict[str, dict]] = {}
     for s in stories:
         try:

@@ -1,9 +1,11 @@
 """The S3 story sensor: an upload to s3://bucket/<prefix>/ becomes a book, like a file in data/stories/.
 
-The cursor keeps a last-modified high-water mark (so a tick lists only recent objects) and the ETag
-of every story key taken (bookbug_assets.intake_s3.scan_s3_stories: the folder's parser, budget and
-owner rule). A malformed upload gets a JSON reason object under `<prefix>rejected/` (removed once the
-upload is accepted) and the tick goes on. Built only when BOOKBUG_S3_BUCKET and
+Its state keeps a last-modified high-water mark (so a tick looks only at recent objects) and the ETag
+of every story key taken that is still listed (bookbug_assets.intake_s3.scan_s3_stories: the folder's
+parser, budget and owner rule); it lives in the artifact store and the Dagster cursor only names it
+(bookbug_assets.sensor_state), and every book the tick accepts goes into one backfill, as for the
+folder (defs/intake/sensors.py). A malformed upload gets a JSON reason object under `<prefix>rejected/`
+(removed once the upload is accepted) and the tick goes on. Built only when BOOKBUG_S3_BUCKET and
 BOOKBUG_S3_STORIES_PREFIX are set.
 """
 
@@ -16,7 +18,9 @@ from dagster_aws.s3 import S3Resource
 from bookbug_assets.defs.intake.sensors import BOOK_SELECTION, story_sensor_result
 from bookbug_assets.defs.resources import BookbugStorage, storage_from_env
 from bookbug_assets.intake_s3 import clear_s3_rejection, norm_prefix, scan_s3_stories, write_s3_rejection
+from bookbug_assets.sensor_state import load_sensor_state, save_sensor_state
 from bookbug_assets.story_intake import STORY_KEY_TAG, STORY_SHA_TAG, TickBudget
+from bookbug_assets.style_intake import built_styles
 from bookbug_assets.styles import style_names
 
 
@@ -34,15 +38,16 @@ def build_s3_story_sensor(bucket: str, prefix: str = "stories/", name: str = "s3
                            "gets a reason object under rejected/.")
     def s3_story_sensor(context: dg.SensorEvaluationContext, storage: BookbugStorage,
                         s3: S3Resource) -> dg.SensorResult:
-        client = s3.get_client()
+        client, store = s3.get_client(), storage.store()
+        state = load_sensor_state(store, context.cursor, context.log)
         try:
-            cursor = json.loads(context.cursor) if context.cursor else {}
+            cursor = json.loads(state) if state else {}
         except ValueError:
             context.log.warning("ignoring an unreadable sensor cursor; every upload is looked at again")
             cursor = {}
-        scan = scan_s3_stories(client, bucket, prefix, set(style_names(storage.styles_path)),
-                               cursor if isinstance(cursor, dict) else {}, context.log, store=storage.store(),
-                               budget=TickBudget())
+        known = set(style_names(storage.styles_path))
+        scan = scan_s3_stories(client, bucket, prefix, known, cursor if isinstance(cursor, dict) else {},
+                               context.log, store=store, budget=TickBudget(), built_styles=built_styles(store, known))
         for key, etag, reason in scan.rejected:
             try:
                 where = write_s3_rejection(client, bucket, prefix, key, etag, reason)
@@ -59,8 +64,10 @@ def build_s3_story_sensor(bucket: str, prefix: str = "stories/", name: str = "s3
         # The story asset reads the very object the sensor validated (bookbug/story_key).
         tagged = [(item, {STORY_KEY_TAG: item.source.name, STORY_SHA_TAG: item.source.sha256})
                   for item in scan.accepted]
-        return story_sensor_result(context, tagged, bool(scan.rejected), json.dumps(scan.cursor, sort_keys=True),
-                                   skip_reason="no new or changed stories in S3")
+        new_cursor = save_sensor_state(store, name, json.dumps(scan.cursor, sort_keys=True), context.cursor,
+                                       entries=len(scan.cursor["etags"]))
+        return story_sensor_result(context, tagged, bool(scan.rejected), new_cursor, store=store,
+                                   skip_reason="no new or changed stories in S3", unbuilt_style=scan.unbuilt_style)
 
     return s3_story_sensor
 

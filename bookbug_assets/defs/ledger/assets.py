@@ -7,16 +7,20 @@ the table generation_ledger wrote, never the rows' JSON.
 """
 
 import dagster as dg
+import polars as pl
 
 from bookbug_assets.cost_report import (
-    REPORT_PARQUET, CostEstimate, cost_tables, free, markdown_table, paid, summary_by_provider,
+    JUDGE_NOT_CALLED, REPORT_PARQUET, CostEstimate, cost_tables, free, is_judge, markdown_table, paid,
+    summary_by_provider,
 )
 from bookbug_assets.cost_report import estimate_book_cost as _estimate
 from bookbug_assets.defs.gate_config import ImageGateConfig
 from bookbug_assets.defs.resources import BookbugStorage, ImageProviders
+from bookbug_assets.judge_estimate import with_judge
 from bookbug_assets.ledger import Ledger, parquet_bytes
 from bookbug_assets.ledger_table import LEDGER_PARQUET, ledger_table, refresh_table
 from bookbug_assets.providers.base import ConfigurationError
+from bookbug_assets.quality.judge import JudgeBackend, judge_name
 from bookbug_assets.storage import ArtifactStore
 from bookbug_assets.stories.models import Story
 
@@ -43,8 +47,11 @@ def generation_ledger(context: dg.AssetExecutionContext, storage: BookbugStorage
         "rows": frame.height,
         "rows_compacted_now": parsed,
         "books_in_table": refresh.books,
-        "paid_generations": int(frame.select(paid().sum()).item()) if frame.height else 0,  # billed, not previews
-        "free_generations": int(frame.select(free().sum()).item()) if frame.height else 0,
+        # images billed / drawn free; quality-judge calls are counted apart
+        "paid_generations": int(frame.select((paid() & ~is_judge()).sum()).item()) if frame.height else 0,
+        "free_generations": int(frame.select((free() & ~is_judge()).sum()).item()) if frame.height else 0,
+        "judge_calls": int(frame.select((is_judge() & ~pl.col("status").is_in(JUDGE_NOT_CALLED)).sum()).item())
+        if frame.height else 0,
         "cache_hits": int(frame["cache_hit"].sum()) if frame.height else 0,
         "total_cost_usd": dg.MetadataValue.float(round(float(frame["cost_usd"].sum()), 4) if frame.height else 0.0),
         "by_provider": dg.MetadataValue.md(markdown_table(summary) if frame.height else "no generations yet"),
@@ -52,9 +59,10 @@ def generation_ledger(context: dg.AssetExecutionContext, storage: BookbugStorage
     })
 
 
-@dg.asset(group_name="ledger", code_version="1", kinds={"parquet", "polars"}, deps=["generation_ledger"],
+@dg.asset(group_name="ledger", code_version="2", kinds={"parquet", "polars"}, deps=["generation_ledger"],
           description="Cost of an acceptable image, per book and per provider: images, attempts, paid and cached "
-                      "generations, cost, cost per image that passed its quality gate, mean latency.")
+                      "generations, image and quality-judge cost, repairs, cost per image that passed its quality "
+                      "gate (judge and repairs included), judge scores, feature hit rate, reviewers' approvals.")
 def cost_report(context: dg.AssetExecutionContext, storage: BookbugStorage) -> dg.MaterializeResult:
     store = storage.store()
     by_book, by_provider = cost_tables(store, ledger_table(store))
@@ -71,8 +79,9 @@ def cost_report(context: dg.AssetExecutionContext, storage: BookbugStorage) -> d
 
 
 def estimate_book_cost(story: Story, providers: ImageProviders, store: ArtifactStore | None = None,
-                       max_attempts: int | None = None) -> CostEstimate:
-    """What a book will cost before any paid call, at the model the providers resource chooses for it.
+                       max_attempts: int | None = None, judge: JudgeBackend | None = None) -> CostEstimate:
+    """What a book will cost before any paid call, at the model the providers resource chooses for it, with the
+    quality judge's calls when `judge` is set (judge_estimate.py).
 
     Called in the first lines of a book's run: the `story` asset (log line + metadata), the first step of
     every sensor-launched backfill, and the CLI before its first materialize.
@@ -83,5 +92,6 @@ def estimate_book_cost(story: Story, providers: ImageProviders, store: ArtifactS
         price = providers.provider(family).capabilities(model).price_usd
     except ConfigurationError as exc:  # the run would fail on this too; the estimate says why now
         price, note = 0.0, f"price unknown: {exc}"
-    return _estimate(story, family, model, price, max_attempts=max_attempts or ImageGateConfig().max_attempts,
-                     store=store, note=note)
+    estimate = _estimate(story, family, model, price, max_attempts=max_attempts or ImageGateConfig().max_attempts,
+                         store=store, note=note)
+    return estimate if judge is None else with_judge(estimate, judge_name(judge), judge.price_per_call_usd())

@@ -12,7 +12,8 @@ emits one `page_quality` check evaluation per page partition (an AssetCheckResul
 partition in a multi-partition step; an AssetCheckEvaluation can). A page that fails its gate
 keeps no page record, so book_pdf cannot use it; a reviewer's approval of its exact bytes
 (review.py) overrides the gate. Nothing is drawn against a sprite sheet or hero page whose gate
-failed (rendering.accepted_references).
+failed (rendering.accepted_references). With the quality_judge resource set (BOOKBUG_JUDGE), a page that
+passed the weight-free checks is judged in its own thread, and the check shows the judge's table and reason.
 """
 
 from collections import defaultdict
@@ -23,11 +24,13 @@ import dagster as dg
 from bookbug_assets.defs.books.references import STYLE_DEP
 from bookbug_assets.defs.common import generation_context, image_metadata, user_errors, verdict_metadata
 from bookbug_assets.defs.gate_config import ImageGateConfig
+from bookbug_assets.defs.judge_resource import QualityJudge
 from bookbug_assets.defs.partitions import book_pages_partitions, split_page_key
 from bookbug_assets.defs.resources import BookbugStorage, ImageProviders, generation_pool
 from bookbug_assets.gate_outcome import page_gate_line
 from bookbug_assets.layout import BOOK_TARGETS, load_story_record, page_partition, page_target
 from bookbug_assets.quality.gate import attempts_markdown
+from bookbug_assets.quality.judge_gate import judge_markdown
 from bookbug_assets.quality.verdicts import QualityVerdict, quality_reference
 from bookbug_assets.rendering import book_plan, page_request, render_target
 from bookbug_assets.review import load_state
@@ -35,7 +38,8 @@ from bookbug_assets.review import load_state
 PAGE_CHECK = "page_quality"
 page_check_spec = dg.AssetCheckSpec(
     PAGE_CHECK, asset="book_pages", blocking=True, partitions_def=book_pages_partitions,
-    description="Style distance to the style dataset, character similarity to the sprite sheet, artifacts, size. "
+    description="Style distance to the style dataset, character similarity to the sprite sheet, artifacts, size; "
+                "with a quality judge configured, its verdict too (identity, features, lettering, safety). "
                 "Evaluated per page inside the book_pages step, after up to max_attempts regenerations.")
 
 
@@ -47,7 +51,10 @@ def check_evaluation(verdict: QualityVerdict, partition: str, max_attempts: int 
                      ) -> dg.AssetCheckEvaluation:
     """One evaluation for one page partition: what a step that materializes many partitions can emit."""
     return dg.AssetCheckEvaluation(asset_key=page_check_spec.asset_key, check_name=page_check_spec.name,
-                                   passed=verdict.accepted, metadata=verdict_metadata(verdict.summary(), verdict.scores),
+                                   passed=verdict.accepted,
+                                   metadata={**verdict_metadata(verdict.summary(), verdict.scores),
+                                             "judge_table": dg.MetadataValue.md(judge_markdown(
+                                                 verdict.judge_table, verdict.judge_reason, verdict.judge))},
                                    severity=dg.AssetCheckSeverity.ERROR,
                                    description=page_gate_line(verdict, int(split_page_key(partition)[1]),
                                                               max_attempts),
@@ -56,17 +63,22 @@ def check_evaluation(verdict: QualityVerdict, partition: str, max_attempts: int 
 
 def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage,
                       image_providers: ImageProviders, page_keys: list[tuple[str, str]],
-                      config: BookPagesConfig | None = None):
+                      config: BookPagesConfig | None = None, quality_judge: QualityJudge | None = None):
     """Yield a materialization and a check evaluation per rendered page; raise at the end if any page failed."""
     config = config or BookPagesConfig()
-    gate = config.settings()
     store = storage.store()
+    with user_errors():
+        judge = quality_judge.for_run(context, store, image_providers.settings()) \
+            if quality_judge is not None and config.quality_gate else None
+    gate = config.settings(judge)
     check_selected = page_check_spec.key in context.selected_asset_check_keys
     by_book: dict[str, list[str]] = defaultdict(list)
     for book_id, page in page_keys:
         by_book[book_id].append(page)
     failures: list[str] = []
-    for book_id, pages in by_book.items():
+    # 1. Each book's plan, references and gate, before anything is drawn (a broken book fails the step at once).
+    books: dict[str, tuple] = {}
+    for book_id in sorted(by_book):
         with user_errors():
             story_record = load_story_record(store, book_id)
             story = story_record.story
@@ -75,45 +87,54 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
                              image_providers.provider(family, store), context.log, references=BOOK_TARGETS)
             qref = quality_reference(store, storage.styles_path, story) if config.quality_gate else None
         ctx = generation_context(context, store, image_providers, story, "book_pages")
-        review = load_state(store, book_id)
+        books[book_id] = (story_record, plan, qref, ctx, load_state(store, book_id), f"{family}:{model}")
 
-        def render(page: str):
-            number = int(page)
-            if not 1 <= number <= len(story.pages):
-                raise dg.Failure(f"page slot {page} is past the end of {book_id!r} ({len(story.pages)} pages)",
-                                 allow_retries=False)
-            return render_target(plan, page_target(number), page_request(plan, number), ctx, store=store, gate=gate,
-                                 qref=qref, review=review, story_sha256=story_record.sha256)
+    def render(book_id: str, page: str):
+        story_record, plan, qref, ctx, review, _ = books[book_id]
+        number = int(page)
+        if not 1 <= number <= len(story_record.story.pages):
+            raise dg.Failure(f"page slot {page} is past the end of {book_id!r} ({len(story_record.story.pages)} "
+                             "pages)", allow_retries=False)
+        return render_target(plan, page_target(number), page_request(plan, number), ctx, store=store, gate=gate,
+                             qref=qref, review=review, story_sha256=story_record.sha256)
 
-        workers = max(1, min(image_providers.max_concurrency, len(pages)))
-        context.log.info(f"{book_id}: rendering {len(pages)} page(s) with {family}:{model}, {workers} at a time")
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="page")
-        futures: dict[Future, str] = {pool.submit(render, page): page for page in sorted(pages)}
-        done_count = 0
-        try:
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(finished, key=futures.get):
-                    page = futures[future]
-                    done_count += 1
-                    exc = future.exception()
-                    if exc is not None:
-                        failures.append(f"{book_id} page {int(page)}: {exc}")
-                        context.log.error(f"{book_id} page {int(page)} failed ({done_count}/{len(pages)}): {exc}")
-                        continue
-                    record, verdict = future.result()
-                    yield from _page_events(context, store, story, page, record, verdict, check_selected,
-                                            f"{done_count}/{len(pages)}", gate.max_attempts)
-        except BaseException:
-            cancelled = ctx.cancel_in_flight()  # the run is being terminated: stop paying for pages
-            if cancelled:
-                context.log.warning(f"cancelled remote jobs: {', '.join(cancelled)}")
-            # Wait for the pages already drawing (their jobs were just cancelled, so they end soon): a thread left
-            # writing after the step has failed would race the rerun for the same files.
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+    # 2. Every page of every book in the run on one pool: a backfill run that holds one page slot of many books
+    # (Dagster splits a many-book backfill by slot) draws them side by side, not one book after another.
+    work = [(book_id, page) for book_id in sorted(by_book) for page in sorted(by_book[book_id])]
+    workers = max(1, min(image_providers.max_concurrency, len(work)))
+    shared = f" (shared by {len(books)} books)" if len(books) > 1 else ""
+    for book_id, pages in sorted(by_book.items()):
+        context.log.info(f"{book_id}: rendering {len(pages)} page(s) with {books[book_id][5]}, {workers} at a "
+                         f"time{shared}")
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="page")
+    futures: dict[Future, tuple[str, str]] = {pool.submit(render, *item): item for item in work}
+    done: dict[str, int] = defaultdict(int)
+    try:
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=futures.get):
+                book_id, page = futures[future]
+                done[book_id] += 1
+                progress = f"{done[book_id]}/{len(by_book[book_id])}"
+                exc = future.exception()
+                if exc is not None:
+                    failures.append(f"{book_id} page {int(page)}: {exc}")
+                    context.log.error(f"{book_id} page {int(page)} failed ({progress}): {exc}")
+                    continue
+                record, verdict = future.result()
+                yield from _page_events(context, store, books[book_id][0].story, page, record, verdict,
+                                        check_selected, progress, gate.max_attempts)
+    except BaseException:
+        # 3. The run is being terminated: stop paying for pages.
+        cancelled = [job for entry in books.values() for job in entry[3].cancel_in_flight()]
+        if cancelled:
+            context.log.warning(f"cancelled remote jobs: {', '.join(cancelled)}")
+        # Wait for the pages already drawing (their jobs were just cancelled, so they end soon): a thread left
+        # writing after the step has failed would race the rerun for the same files.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     if failures:
         raise dg.Failure(f"{len(failures)} page(s) failed; the others are kept:\n" + "\n".join(failures))
 
@@ -156,9 +177,9 @@ def build_book_pages(pool: str | None = None) -> dg.AssetsDefinition:
                           "sprite sheet and hero page. A book's pages render concurrently in one step; a page that "
                           "fails its quality gate is redrawn with a new seed up to max_attempts within the budget.")
     def book_pages(context: dg.AssetExecutionContext, config: BookPagesConfig, storage: BookbugStorage,
-                   image_providers: ImageProviders):
+                   image_providers: ImageProviders, quality_judge: QualityJudge):
         keys = [split_page_key(k) for k in context.partition_keys]
-        yield from render_book_pages(context, storage, image_providers, keys, config)
+        yield from render_book_pages(context, storage, image_providers, keys, config, quality_judge)
         if page_check_spec.key in context.selected_asset_check_keys:
             # The check's output must be produced once per step; its per-page results went out as evaluations.
             yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(page_check_spec.key))

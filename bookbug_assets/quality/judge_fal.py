@@ -1,0 +1,125 @@
+"""The judge on fal: a vision-language model behind fal's OpenRouter vision endpoint, through `fal_client`.
+
+Request (https://fal.ai/docs/model-api-reference/vision-api/openrouter-router): `model` (the OpenRouter id),
+`prompt`, `system_prompt`, `image_urls` (the page first, then the references), `reasoning`, `temperature`,
+`max_tokens`. Answer: `output` (the text) and `usage` with `prompt_tokens`, `completion_tokens`, `total_tokens`
+and `cost` (USD, what fal charged; without it the call is costed at the table's price).
+
+The images go the way the image provider sends its references (providers/fal.py `_reference_url`: uploaded to
+fal's storage once per process, or inline data: URIs where uploads are off). The submit is one request on the
+provider's authenticated client (fal_client would retry a POST and could queue the call twice); the request id is
+journaled (judge_jobs.ask_hosted) before the status is polled through the client's request handle, within the
+deadline, with a cancel when it passes. The key stays in the provider's client and its Redactor.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fal_client.client import Completed
+
+from bookbug_assets.providers.base import JobFailed, JobGone, ProviderError, collect_until
+from bookbug_assets.providers.fal import FalProvider, _split
+from bookbug_assets.quality.judge import JudgeReply, JudgeRequest
+from bookbug_assets.quality.judge_chat import JudgeConfigurationError
+from bookbug_assets.quality.judge_jobs import (
+    JobPolicy, JudgeJournal, ask_hosted, job_key, judge_png, labelled_parts, unfence,
+)
+from bookbug_assets.quality.judge_models_table import FAL_JUDGE_MODELS, HostedJudgeModel
+
+
+def fal_arguments(spec: HostedJudgeModel, request: JudgeRequest, image_url) -> dict[str, Any]:
+    images = [image_url(judge_png(b)) for b in labelled_parts(request)][: spec.max_images]
+    args: dict[str, Any] = {"model": spec.model, "prompt": request.prompt, spec.system_field: request.system,
+                            spec.images_field: images, spec.max_tokens_field: spec.max_tokens, **spec.fixed}
+    if spec.temperature:
+        args["temperature"] = 0
+    return args
+
+
+class FalJudge:
+    """JudgeBackend on fal. Share one per process: the provider's client and uploads are thread-safe."""
+
+    family = "fal"
+
+    def __init__(self, model: str, provider: FalProvider, *, store=None, policy: JobPolicy = JobPolicy(),
+                 poll_interval_s: float | None = None) -> None:
+        if model not in FAL_JUDGE_MODELS:
+            raise JudgeConfigurationError(f"fal has no judge model {model!r}; choose one of "
+                                          f"{', '.join(sorted(FAL_JUDGE_MODELS))}")
+        self.model, self.spec = model, FAL_JUDGE_MODELS[model]
+        self._provider = provider
+        self._journal = JudgeJournal(store) if store is not None else None
+        self._policy = policy
+        self._poll_s = poll_interval_s if poll_interval_s is not None else provider.poll_interval_s
+
+    def __repr__(self) -> str:
+        return f"FalJudge(model={self.model!r})"
+
+    def price_per_call_usd(self) -> float:
+        return self.spec.price_per_call_usd()
+
+    def ask(self, request: JudgeRequest) -> JudgeReply:
+        started = time.monotonic()
+        reply = ask_hosted(service=self.family, model=self.model, key=job_key(self.family, self.model, request),
+                           journal=self._journal, account=self._provider.rate_account(),
+                           submit=lambda: self._submit(request), wait=self._wait, cancel=self._provider.cancel,
+                           policy=self._policy, refusal_cost_usd=self.price_per_call_usd())
+        return JudgeReply(text=reply.text, refusal=reply.refusal, cost_usd=reply.cost_usd,
+                          latency_s=round(time.monotonic() - started, 3))
+
+    def _submit(self, request: JudgeRequest) -> str:
+        p, endpoint = self._provider, self.spec.endpoint
+        arguments = fal_arguments(self.spec, request, p._reference_url)
+        response = p._call(lambda: p._post_once(endpoint, arguments), f"submit judge call to {endpoint}")
+        return f"{endpoint}|{response.json()['request_id']}"  # the provider's job id form (providers/fal.py)
+
+    def _wait(self, job_id: str, seconds: float) -> JudgeReply:
+        p, end = self._provider, time.monotonic() + seconds
+        endpoint, request_id = _split(job_id)
+        handle = p._fal.get_handle(endpoint, request_id)
+        while True:
+            try:
+                status = p._call(lambda: handle.status(with_logs=False), f"status of {request_id}", job=True)
+            except ProviderError as exc:
+                if isinstance(exc, JobGone) or not exc.transient:
+                    raise
+                status = None  # polling again is free
+            if isinstance(status, Completed):
+                return self._finished(handle, job_id, status, end)
+            if time.monotonic() >= end:
+                p.cancel(job_id)
+                try:  # finished since the last poll: take it, it is paid
+                    last = p._call(lambda: handle.status(with_logs=False), f"status of {request_id}", job=True)
+                except ProviderError:
+                    last = None
+                if isinstance(last, Completed) and last.error_type != "client_cancelled":
+                    return self._finished(handle, job_id, last, time.monotonic() + self._poll_s * 3)
+                raise ProviderError(self.family, f"judge request {request_id} gave no answer within "
+                                                 f"{self._policy.deadline_s:.0f}s; cancelled")
+            p.pause(job_id, min(self._poll_s, max(0.0, end - time.monotonic())))
+
+    def _finished(self, handle: Any, job_id: str, status: Completed, end: float) -> JudgeReply:
+        p = self._provider
+        _, request_id = _split(job_id)
+        if status.error_type == "client_cancelled":
+            raise JobGone(self.family, f"judge request {request_id} was cancelled")
+        failed = bool(status.error or status.error_type)  # its result URL answers with the failure
+        result = collect_until(lambda: p._call(handle.get, f"result of {request_id}", job=True, failed=failed),
+                               end, self._poll_s, self.family, job_id, lambda s: p.pause(job_id, s))
+        return self._reply(result, request_id)
+
+    def _reply(self, result: Any, request_id: str) -> JudgeReply:
+        result = result if isinstance(result, dict) else {}
+        text = result.get("output")
+        if not isinstance(text, str) and result.get("error"):  # the route reports the model's failure here
+            raise JobFailed(self.family, f"judge request {request_id} failed: "
+                                         f"{self._provider._clean(result['error'])}", retries=1)
+        usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
+        cost = usage.get("cost")
+        if not isinstance(cost, (int, float)) or isinstance(cost, bool) or cost < 0:
+            tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            counted = all(isinstance(t, int) for t in (tokens_in, tokens_out))
+            cost = self.spec.cost_usd(tokens_in, tokens_out) if counted else self.price_per_call_usd()
+        return JudgeReply(text=unfence(text) if isinstance(text, str) else None, cost_usd=float(cost))

@@ -1,0 +1,127 @@
+"""The judge on Replicate: a vision-language model from REPLICATE_JUDGE_MODELS, through the `replicate` client.
+
+The images go up through Replicate's files API as the image provider sends its references (providers/replicate.py,
+one upload per image per process, the sprite sheet and hero page remembered with their expiry); a model with one
+`image` field gets them side by side (`stitch`) and a sentence saying so. The prediction is created by model name
+(official models need no version, https://replicate.com/changelog/2025-01-29-official-models) without
+`Prefer: wait`, its id journaled (judge_jobs.ask_hosted), then polled until it ends or the deadline passes (a
+cancel then). Language models stream their answer as a list of text pieces (output schema `x-cog-array-display:
+concatenate`) or return one string; the pieces are joined. The cost is the prediction's token counts
+(`metrics.input_token_count`, `output_token_count`) at the table's price, else the table's estimate.
+
+The token lives in the provider's client only: errors pass through its Redactor, and repr names the model only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bookbug_assets.providers.base import JobGone, ProviderError
+from bookbug_assets.providers.replicate import ReplicateProvider, _classify_failure
+from bookbug_assets.providers.replicate_models import stitch
+from bookbug_assets.quality.judge import JudgeReply, JudgeRequest
+from bookbug_assets.quality.judge_chat import JudgeConfigurationError
+from bookbug_assets.quality.judge_jobs import (
+    SIDE_BY_SIDE_NOTE, JobPolicy, JudgeJournal, ask_hosted, job_key, judge_png, labelled_parts, unfence,
+)
+from bookbug_assets.quality.judge_models_table import REPLICATE_JUDGE_MODELS, HostedJudgeModel
+
+
+def replicate_input(spec: HostedJudgeModel, request: JudgeRequest, upload) -> dict[str, Any]:
+    """The prediction input for `request`: the model's own field names, images as uploaded URLs, page first."""
+    images = [judge_png(b) for b in labelled_parts(request)]
+    prompt = request.prompt
+    if spec.images == "single":
+        prompt = SIDE_BY_SIDE_NOTE + prompt
+        images_value: Any = upload(stitch(images))
+    else:
+        images_value = [upload(b) for b in images[: spec.max_images]]
+    inp: dict[str, Any] = {"prompt": prompt, spec.system_field: request.system, spec.images_field: images_value,
+                           spec.max_tokens_field: spec.max_tokens, **spec.fixed}
+    if spec.temperature:
+        inp["temperature"] = 0
+    return inp
+
+
+def prediction_text(output: Any) -> str | None:
+    if isinstance(output, str):
+        return output
+    if isinstance(output, list) and all(isinstance(piece, str) for piece in output):
+        return "".join(output)
+    return None
+
+
+class ReplicateJudge:
+    """JudgeBackend on Replicate. Share one per process: the provider's client and uploads are thread-safe."""
+
+    family = "replicate"
+
+    def __init__(self, model: str, provider: ReplicateProvider, *, store=None, policy: JobPolicy = JobPolicy(),
+                 poll_interval_s: float | None = None) -> None:
+        if model not in REPLICATE_JUDGE_MODELS:
+            raise JudgeConfigurationError(f"replicate has no judge model {model!r}; choose one of "
+                                          f"{', '.join(sorted(REPLICATE_JUDGE_MODELS))}")
+        self.model, self.spec = model, REPLICATE_JUDGE_MODELS[model]
+        self._provider = provider
+        self._journal = JudgeJournal(store) if store is not None else None
+        self._policy = policy
+        self._poll_s = poll_interval_s if poll_interval_s is not None else provider.poll_interval_s
+
+    def __repr__(self) -> str:
+        return f"ReplicateJudge(model={self.model!r})"
+
+    def price_per_call_usd(self) -> float:
+        return self.spec.price_per_call_usd()
+
+    def ask(self, request: JudgeRequest) -> JudgeReply:
+        started = time.monotonic()
+        reply = ask_hosted(service=self.family, model=self.model, key=job_key(self.family, self.model, request),
+                           journal=self._journal, account=self._provider.rate_account(),
+                           submit=lambda: self._submit(request), wait=self._wait, cancel=self._provider.cancel,
+                           policy=self._policy, refusal_cost_usd=self.price_per_call_usd())
+        return JudgeReply(text=reply.text, refusal=reply.refusal, cost_usd=reply.cost_usd,
+                          latency_s=round(time.monotonic() - started, 3))
+
+    def _submit(self, request: JudgeRequest) -> str:
+        p = self._provider
+        inp = replicate_input(self.spec, request, p._upload)
+        prediction = p._call(lambda: p._client.predictions.create(model=self.model, input=inp),
+                             f"create judge prediction on {self.model}")
+        return prediction.id
+
+    def _wait(self, job_id: str, seconds: float) -> JudgeReply:
+        p, end = self._provider, time.monotonic() + seconds
+        while True:
+            try:
+                prediction = p._get_prediction(job_id)
+            except JobGone:
+                raise
+            except ProviderError as exc:
+                if not exc.transient:
+                    raise
+                prediction = None  # a failed poll says nothing about the job; polling again is free
+            if prediction is not None:
+                status = prediction.get("status")
+                if status == "succeeded":
+                    return self._reply(prediction)
+                if status == "failed":
+                    raise _classify_failure(p._clean(prediction.get("error") or "prediction failed"))
+                if status in ("canceled", "aborted"):
+                    raise JobGone(self.family, f"judge prediction {job_id} was {status}")
+            if time.monotonic() >= end:
+                p.cancel(job_id)
+                last = p._poll_quietly(job_id)  # finished since the last poll: take it, it is paid
+                if last is not None and last.get("status") == "succeeded":
+                    return self._reply(last)
+                raise ProviderError(self.family, f"judge prediction {job_id} gave no answer within "
+                                                 f"{self._policy.deadline_s:.0f}s; canceled")
+            p.pause(job_id, min(self._poll_s, max(0.0, end - time.monotonic())))
+
+    def _reply(self, prediction: dict) -> JudgeReply:
+        text = prediction_text(prediction.get("output"))  # None: judge.py calls it an empty answer, asks again
+        metrics = prediction.get("metrics") or {}
+        tokens_in, tokens_out = metrics.get("input_token_count"), metrics.get("output_token_count")
+        counted = all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in (tokens_in, tokens_out))
+        cost = self.spec.cost_usd(tokens_in, tokens_out) if counted else self.spec.price_per_call_usd()
+        return JudgeReply(text=unfence(text), cost_usd=cost)
