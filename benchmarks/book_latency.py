@@ -1,23 +1,38 @@
-"""Book latency against the Replicate fake: our wall time vs the critical path and a sequential baseline.
+"""Book latency against the Replicate fake: our times vs the critical path and a plain baseline of the same calls.
 
-A 12-page book through the real generation path and the real `replicate` client, against the fake
-server with a fixed per-job latency L and page concurrency C. Measured in one run:
-  wall        sprite sheet + hero run, then the pages run (what a user waits for the art)
-  critical    sprite + hero + ceil(12 / C) * L: nothing can do better
-  sequential  the same pages rendered one after another (C = 1), fresh seeds so nothing is cached
-Ends with: book_latency ratio=<wall/critical> L=<s> wall=<s> critical=<s> sequential=<s>
+An N-page book (`--pages`, the example story's pages repeated to N) through the real generation path and the
+real `replicate` client, against the fake server with a fixed per-job latency L and page concurrency C.
+Measured in one run, in this order:
+  art         the references run (sprite sheet, hero page) plus the pages run, as the CLI's book runs report
+  wall        the whole `materialize_book` call: style, story, references, pages, PDF and ledger runs, i.e.
+              what a user of `bookbug book` waits for once the process is up (process start, imports and
+              definitions, is printed apart as `start`)
+  plain       the same predictions ours created (same inputs, replayed in creation order) made with the plain
+              `replicate` client and threads: sprite sheet, then hero page, then the pages C at a time, each
+              polled every 0.25 s as ours is and its output decoded; nothing else. What any orchestrator of
+              these calls has to beat.
+  critical    sprite + hero + ceil(N / C) * L: nothing can do better
+  sequential  (--sequential) the same pages one after another (C = 1), fresh seeds so nothing is cached
+Ends with:
+  book_latency ours/plain=<art/plain> wall/plain=<r> ratio=<art/critical> L=<s> pages=<n> art=<s> wall=<s>
+  plain=<s> critical=<s> start=<s> load=<1-min load average>
 
     .venv/bin/python benchmarks/book_latency.py --latency 10 --concurrency 12
+    .venv/bin/python benchmarks/book_latency.py --latency 2 --pages 24
 """
 
 import argparse
+import base64
 import math
 import os
 import shutil
 import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+_STARTED = time.monotonic()
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -28,24 +43,31 @@ from tests.fakes.replicate_server import FakeReplicate  # noqa: E402
 
 TOKEN = "r8_benchmark_token"
 MODEL = "black-forest-labs/flux-kontext-pro"
+POLL_S = 0.25
 
 
-def render(root: Path, fake_url: str, concurrency: int, seed: int) -> float:
+def write_story(folder: Path, seed: int, pages: int) -> Path:
+    data = yaml.safe_load((REPO / "data/stories/pip-and-the-lantern.yaml").read_text())
+    data["seed"] = seed
+    data["pages"] = (data["pages"] * (pages // len(data["pages"]) + 1))[:pages]
+    folder.mkdir()
+    (folder / "book.yaml").write_text(yaml.safe_dump(data))
+    return folder / "book.yaml"
+
+
+def render(root: Path, fake_url: str, concurrency: int, seed: int, pages: int) -> dict[str, float]:
+    """One book through materialize_book; its runs' times (`art`: references + pages) and the whole call."""
     os.environ.update({"REPLICATE_API_TOKEN": TOKEN, "BOOKBUG_PROVIDER": f"replicate:{MODEL}",
                        "BOOKBUG_REPLICATE_BASE_URL": fake_url, "BOOKBUG_MAX_CONCURRENCY": str(concurrency),
-                       "BOOKBUG_POLL_INTERVAL_S": "0.25"})
+                       "BOOKBUG_POLL_INTERVAL_S": str(POLL_S)})
     from bookbug_assets.defs.book_runs import materialize_book
     from bookbug_assets.definitions import build_definitions
     from bookbug_assets.stories import load_story_file
 
-    data = yaml.safe_load((REPO / "data/stories/pip-and-the-lantern.yaml").read_text())
-    data["seed"] = seed
-    stories = root / f"stories-{seed}"
-    stories.mkdir()
-    (stories / "book.yaml").write_text(yaml.safe_dump(data))
-    defs = build_definitions(data_root=str(root / f"out-{seed}"), stories_dir=str(stories),
+    path = write_story(root / f"stories-{seed}", seed, pages)
+    defs = build_definitions(data_root=str(root / f"out-{seed}"), stories_dir=str(path.parent),
                              styles_dir=str(REPO / "data/styles"))
-    story = load_story_file(stories / "book.yaml", {"soft-meadow"})
+    story = load_story_file(path, {"soft-meadow"})
     timings: dict[str, float] = {}
 
     def echo(line: str) -> None:
@@ -53,28 +75,96 @@ def render(root: Path, fake_url: str, concurrency: int, seed: int) -> float:
             label = line.split(": ")[1].split(" done in")[0]
             timings[label] = float(line.rsplit(" ", 1)[1].rstrip("s"))
 
+    started = time.monotonic()
     # The fake draws random shapes, not the book's characters: gate only on artifacts, so no page is redrawn.
-    materialize_book(defs, dg.DagsterInstance.ephemeral(), story, echo=echo,
+    materialize_book(defs, dg.DagsterInstance.ephemeral(), story, echo=echo, log_level="WARNING",
                      thresholds={"max_style_distance": 1.0, "min_character_similarity": 0.0})
-    return timings["references"] + timings["pages"]
+    timings["wall"] = time.monotonic() - started
+    timings["art"] = timings["references"] + timings["pages"]
+    return timings
+
+
+def cache_stitch() -> None:
+    """Single-reference models get the sprite sheet and hero page stitched into one PNG; every page of a book
+    stitches the same two images. Memoized here to measure what stitching once per book would save."""
+    import hashlib
+    import threading
+
+    from bookbug_assets.providers import replicate, replicate_models
+
+    original, made, lock = replicate_models.stitch, {}, threading.Lock()
+
+    def stitch(images, *args):
+        key = (tuple(hashlib.sha256(b).hexdigest() for b in images), args)
+        with lock:  # the book's pages all ask at once: one stitches, the others wait for its bytes
+            if key not in made:
+                made[key] = original(list(images), *args)
+            return made[key]
+
+    replicate_models.stitch = replicate.stitch = stitch
+
+
+def plain(fake: FakeReplicate, created: list[dict], concurrency: int) -> float:
+    """Replay `created` (sprite sheet, hero page, then pages) with the plain client: create, poll, decode."""
+    client = fake.client()
+
+    def one(entry: dict) -> bytes:
+        official = fake.models[entry["model"]].spec.get("official") and entry["version"] == fake.version_id(
+            entry["model"])
+        kind = {"model": entry["model"]} if official else {"version": entry["version"]}
+        prediction = client.predictions.create(input=entry["input"], **kind)
+        while True:
+            prediction = client.predictions.get(prediction.id)
+            if prediction.status in ("succeeded", "failed", "canceled"):
+                break
+            time.sleep(POLL_S)
+        if prediction.status != "succeeded":
+            raise RuntimeError(f"plain baseline: prediction {prediction.id} {prediction.status}")
+        output = prediction.output[0] if isinstance(prediction.output, list) else prediction.output
+        return base64.b64decode(str(output).split(",", 1)[1])
+
+    started = time.monotonic()
+    one(created[0])  # sprite sheet
+    one(created[1])  # hero page, drawn against the sprite sheet
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, created[2:]))
+    return time.monotonic() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=12)
-    parser.add_argument("--pages", type=int, default=12)
+    parser.add_argument("--pages", type=int, default=12, help="pages in the book (the example's, repeated)")
+    parser.add_argument("--sequential", action="store_true", help="also render the pages one at a time")
+    parser.add_argument("--cache-stitch", action="store_true",
+                        help="experiment: stitch a book's references once, not once per page (see RESULTS.md)")
     args = parser.parse_args()
+    if args.cache_stitch:
+        cache_stitch()
+    start = time.monotonic() - _STARTED  # interpreter, dagster, the fakes; definitions load inside `wall`
+    load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="book_latency-"))
     try:
         with FakeReplicate(api_token=TOKEN, latency_s=args.latency, output_mode="data", output_scale=1.0) as fake:
-            wall = render(root, fake.url, args.concurrency, seed=1)
-            sequential = render(root, fake.url, 1, seed=2)
+            ours = render(root, fake.url, args.concurrency, seed=1, pages=args.pages)
+            created = [dict(p) for p in fake.created_predictions]
+            if len(created) != args.pages + 2:
+                raise SystemExit(f"book_latency: expected {args.pages + 2} predictions, ours made {len(created)}")
+            plain_s = plain(fake, created, args.concurrency)
+            sequential = (render(root, fake.url, 1, seed=2, pages=args.pages)["art"]
+                          if args.sequential else math.nan)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    load_after = os.getloadavg()
     critical = 2 * args.latency + math.ceil(args.pages / args.concurrency) * args.latency
-    print(f"book_latency ratio={wall / critical:.3f} L={args.latency:g} wall={wall:.1f} "
-          f"critical={critical:.1f} sequential={sequential:.1f}")
+    runs = " ".join(f"{k}={v:.1f}" for k, v in ours.items() if k not in ("art", "wall"))
+    print(f"ours, per run: {runs}")
+    print(f"book_latency ours/plain={ours['art'] / plain_s:.3f} wall/plain={ours['wall'] / plain_s:.3f} "
+          f"ratio={ours['art'] / critical:.3f} L={args.latency:g} pages={args.pages} C={args.concurrency} "
+          f"art={ours['art']:.1f} wall={ours['wall']:.1f} plain={plain_s:.1f} critical={critical:.1f} "
+          f"start={start:.1f}" + (f" sequential={sequential:.1f}" if args.sequential else "")
+          + f" load={load_before[0]:.2f}->{load_after[0]:.2f}")
 
 
 if __name__ == "__main__":
