@@ -153,6 +153,7 @@ def one_book(defs, instance, story, clock: StageClock) -> dict[str, float]:
     stages = {s: clock.seconds.get(s, 0.0) for s in STAGES}
     stages["dagster"] = max(0.0, total - sum(stages.values()))
     stages["total"] = total
+    stages["runs"] = len(results)
     return stages
 
 
@@ -188,7 +189,7 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    runs = 6 if story.print else 5  # materialize_book's runs: style, story, references, pages, pdf (+ print)
+    runs = int(first["runs"])  # materialize_book's runs: style, story, references, pages, pdf, ledger (+ print)
     print(f"floor: imports {imports:.2f} s (once per process); one empty Dagster run {run_floor:.3f} s "
           f"(x{runs} runs = {run_floor * runs:.2f} s); encoding the book's 13 images once {encoding:.2f} s")
     print(f"{'stage':<10} {'first':>8} {'rerun':>8}")

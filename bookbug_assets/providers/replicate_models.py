@@ -16,9 +16,13 @@ in `cost_usd` (their sizes are not known when the price is reserved).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import re
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,14 +78,45 @@ def megapixels(width: int, height: int) -> int:
     return max(1, math.ceil(width * height / MEGAPIXEL))
 
 
+_STITCHED_KEPT = 8  # a book's pages share one or two stitched reference sets
+_stitched: OrderedDict[str, Future] = OrderedDict()
+_stitched_lock = threading.Lock()
+
+
 def stitch(images: list[bytes], max_side: int = 2048, gutter: int = 16) -> bytes:
     """Place images side by side on white, at one height, as one PNG.
 
     Single-reference models (Kontext) see one picture; the sprite sheet next to the hero page
     still tells them who the characters are and how the book looks.
+
+    Every page of a book stitches the same sprite sheet and hero page, 12 threads at once; the first caller makes
+    the picture and the others wait for it (measured: 81 % of the page creates' client time went to stitching,
+    which put the creates 2-3 s late at 10 s of provider latency).
     """
     if len(images) == 1:
         return images[0]
+    digests = [hashlib.sha256(b).hexdigest() for b in images]
+    key = hashlib.sha256(repr((max_side, gutter, digests)).encode()).hexdigest()
+    with _stitched_lock:
+        made = _stitched.get(key)
+        owner = made is None
+        if owner:
+            made = _stitched[key] = Future()
+            while len(_stitched) > _STITCHED_KEPT:
+                _stitched.popitem(last=False)
+        else:
+            _stitched.move_to_end(key)
+    if owner:
+        try:
+            made.set_result(_stitched_png(images, max_side, gutter))
+        except BaseException as exc:
+            with _stitched_lock:
+                _stitched.pop(key, None)
+            made.set_exception(exc)
+    return made.result()
+
+
+def _stitched_png(images: list[bytes], max_side: int, gutter: int) -> bytes:
     opened = [Image.open(io.BytesIO(b)).convert("RGB") for b in images]
     height = min(max(im.height for im in opened), max_side)
     scaled = [im.resize((max(1, round(im.width * height / im.height)), height)) for im in opened]

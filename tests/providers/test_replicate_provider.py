@@ -493,3 +493,37 @@ def test_readme_book_prices_match_the_code():
         assert round(14 * per_page, 2) == pytest.approx(float(book.group(1))), model.group(1)
         checked += 1
     assert checked == len(REPLICATE_MODELS)
+
+
+def test_pages_stitching_the_same_references_at_once_make_the_picture_once(monkeypatch):
+    import threading
+
+    from PIL import Image
+
+    from bookbug_assets.providers import replicate_models
+
+    def png(colour):
+        out = io.BytesIO()
+        Image.new("RGB", (64, 48), colour).save(out, format="PNG")
+        return out.getvalue()
+
+    made = []
+    real = replicate_models._stitched_png
+    monkeypatch.setattr(replicate_models, "_stitched_png", lambda *a: made.append(1) or real(*a))
+    refs = [png("red"), png("navy")]
+    start = threading.Barrier(8)
+    results = []
+
+    def page():
+        start.wait()
+        results.append(replicate_models.stitch(refs))
+
+    threads = [threading.Thread(target=page) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and len(set(results)) == 1 and len(results) == 8
+    assert Image.open(io.BytesIO(results[0])).size == (64 + 16 + 64, 48)
+    replicate_models.stitch([png("green"), png("navy")])  # other references: made anew
+    assert len(made) == 2
