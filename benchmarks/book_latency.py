@@ -13,6 +13,8 @@ Measured in one run, in this order:
               these calls has to beat.
   critical    sprite + hero + ceil(N / C) * L: nothing can do better
   sequential  (--sequential) the same pages one after another (C = 1), fresh seeds so nothing is cached
+  judged      (--judge-latency J) the book again, fresh seed, with a quality judge (the chat-completions fake)
+              answering in J seconds; each image is judged after its checks, so the ideal is art + 3 x J
 Ends with:
   book_latency ours/plain=<art/plain> wall/plain=<r> ratio=<art/critical> L=<s> pages=<n> art=<s> wall=<s>
   plain=<s> critical=<s> start=<s> load=<1-min load average>
@@ -55,7 +57,15 @@ def write_story(folder: Path, seed: int, pages: int) -> Path:
     return folder / "book.yaml"
 
 
-def render(root: Path, fake_url: str, concurrency: int, seed: int, pages: int) -> dict[str, float]:
+JUDGE_SPEC = "openrouter:openai/gpt-4o-2024-08-06"
+# The fake draws random shapes, not the book's characters: the judge is asked, but nothing it says fails an image
+# (a redraw would change the work, not the latency being measured).
+LOOSE_JUDGE = {"min_identity": 0, "min_style_match": 0, "min_scene_match": 0, "require_features": False,
+               "allow_lettering": True, "allow_artifacts": True}
+
+
+def render(root: Path, fake_url: str, concurrency: int, seed: int, pages: int,
+           judged: bool = False) -> dict[str, float]:
     """One book through materialize_book; its runs' times (`art`: references + pages) and the whole call."""
     os.environ.update({"REPLICATE_API_TOKEN": TOKEN, "BOOKBUG_PROVIDER": f"replicate:{MODEL}",
                        "BOOKBUG_REPLICATE_BASE_URL": fake_url, "BOOKBUG_MAX_CONCURRENCY": str(concurrency),
@@ -77,31 +87,12 @@ def render(root: Path, fake_url: str, concurrency: int, seed: int, pages: int) -
 
     started = time.monotonic()
     # The fake draws random shapes, not the book's characters: gate only on artifacts, so no page is redrawn.
+    thresholds = {"max_style_distance": 1.0, "min_character_similarity": 0.0, **(LOOSE_JUDGE if judged else {})}
     materialize_book(defs, dg.DagsterInstance.ephemeral(), story, echo=echo, log_level="WARNING",
-                     thresholds={"max_style_distance": 1.0, "min_character_similarity": 0.0})
+                     thresholds=thresholds)
     timings["wall"] = time.monotonic() - started
     timings["art"] = timings["references"] + timings["pages"]
     return timings
-
-
-def cache_stitch() -> None:
-    """Single-reference models get the sprite sheet and hero page stitched into one PNG; every page of a book
-    stitches the same two images. Memoized here to measure what stitching once per book would save."""
-    import hashlib
-    import threading
-
-    from bookbug_assets.providers import replicate, replicate_models
-
-    original, made, lock = replicate_models.stitch, {}, threading.Lock()
-
-    def stitch(images, *args):
-        key = (tuple(hashlib.sha256(b).hexdigest() for b in images), args)
-        with lock:  # the book's pages all ask at once: one stitches, the others wait for its bytes
-            if key not in made:
-                made[key] = original(list(images), *args)
-            return made[key]
-
-    replicate_models.stitch = replicate.stitch = stitch
 
 
 def plain(fake: FakeReplicate, created: list[dict], concurrency: int) -> float:
@@ -137,11 +128,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=12)
     parser.add_argument("--pages", type=int, default=12, help="pages in the book (the example's, repeated)")
     parser.add_argument("--sequential", action="store_true", help="also render the pages one at a time")
-    parser.add_argument("--cache-stitch", action="store_true",
-                        help="experiment: stitch a book's references once, not once per page (see RESULTS.md)")
+    parser.add_argument("--judge-latency", type=float, default=None, metavar="S",
+                        help="also render the book with a quality judge (the chat fake) answering in S seconds: "
+                             "each image is judged after its checks, so the ideal cost is 3 x S (sheet, hero, pages)")
     args = parser.parse_args()
-    if args.cache_stitch:
-        cache_stitch()
     start = time.monotonic() - _STARTED  # interpreter, dagster, the fakes; definitions load inside `wall`
     load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="book_latency-"))
@@ -154,6 +144,7 @@ def main() -> None:
             plain_s = plain(fake, created, args.concurrency)
             sequential = (render(root, fake.url, 1, seed=2, pages=args.pages)["art"]
                           if args.sequential else math.nan)
+            judged = judged_render(root, fake.url, args) if args.judge_latency is not None else None
     finally:
         shutil.rmtree(root, ignore_errors=True)
     load_after = os.getloadavg()
@@ -165,6 +156,28 @@ def main() -> None:
           f"art={ours['art']:.1f} wall={ours['wall']:.1f} plain={plain_s:.1f} critical={critical:.1f} "
           f"start={start:.1f}" + (f" sequential={sequential:.1f}" if args.sequential else "")
           + f" load={load_before[0]:.2f}->{load_after[0]:.2f}")
+    if judged is not None:
+        ideal = 3 * args.judge_latency
+        print(f"book_latency_judge J={args.judge_latency:g} art={judged['art']:.1f} without={ours['art']:.1f} "
+              f"overhead={judged['art'] - ours['art']:.1f} ideal_overhead={ideal:.1f} "
+              f"judged/unjudged={judged['art'] / ours['art']:.3f} "
+              f"judged/(unjudged+3J)={judged['art'] / (ours['art'] + ideal):.3f} calls={judged['calls']:.0f}")
+
+
+def judged_render(root: Path, fake_url: str, args) -> dict[str, float]:
+    """The same book (a new seed, so nothing is cached) with the chat-completions judge fake at latency J."""
+    from tests.fakes.judge_server import FakeChatJudge
+
+    with FakeChatJudge(latency_s=args.judge_latency) as judge:
+        os.environ.update({"BOOKBUG_JUDGE": JUDGE_SPEC, "OPENROUTER_API_KEY": judge.api_key,
+                           "BOOKBUG_JUDGE_BASE_URL": judge.base_url})
+        try:
+            timings = render(root, fake_url, args.concurrency, seed=3, pages=args.pages, judged=True)
+        finally:
+            for name in ("BOOKBUG_JUDGE", "OPENROUTER_API_KEY", "BOOKBUG_JUDGE_BASE_URL"):
+                os.environ.pop(name, None)
+        timings["calls"] = len(judge.completions())
+    return timings
 
 
 if __name__ == "__main__":
