@@ -20,12 +20,9 @@ from typing import Any
 from fal_client.client import Completed
 
 from bookbug_assets.providers.base import JobFailed, JobGone, ProviderError, collect_until
-from bookbug_assets.providers.fal import FalProvider, _split
+from bookbug_assets.providers.fal import _split
 from bookbug_assets.quality.judge import JudgeReply, JudgeRequest
-from bookbug_assets.quality.judge_chat import JudgeConfigurationError
-from bookbug_assets.quality.judge_jobs import (
-    JobPolicy, JudgeJournal, ask_hosted, job_key, judge_png, labelled_parts, unfence,
-)
+from bookbug_assets.quality.judge_jobs import HostedJudge, judge_png, labelled_parts, unfence
 from bookbug_assets.quality.judge_models_table import FAL_JUDGE_MODELS, HostedJudgeModel
 
 
@@ -38,36 +35,11 @@ def fal_arguments(spec: HostedJudgeModel, request: JudgeRequest, image_url) -> d
     return args
 
 
-class FalJudge:
-    """JudgeBackend on fal. Share one per process: the provider's client and uploads are thread-safe."""
+class FalJudge(HostedJudge):
+    """JudgeBackend on fal (judge_jobs.HostedJudge: journal, rate limit, deadline, the answer's cost)."""
 
     family = "fal"
-
-    def __init__(self, model: str, provider: FalProvider, *, store=None, policy: JobPolicy = JobPolicy(),
-                 poll_interval_s: float | None = None) -> None:
-        if model not in FAL_JUDGE_MODELS:
-            raise JudgeConfigurationError(f"fal has no judge model {model!r}; choose one of "
-                                          f"{', '.join(sorted(FAL_JUDGE_MODELS))}")
-        self.model, self.spec = model, FAL_JUDGE_MODELS[model]
-        self._provider = provider
-        self._journal = JudgeJournal(store) if store is not None else None
-        self._policy = policy
-        self._poll_s = poll_interval_s if poll_interval_s is not None else provider.poll_interval_s
-
-    def __repr__(self) -> str:
-        return f"FalJudge(model={self.model!r})"
-
-    def price_per_call_usd(self) -> float:
-        return self.spec.price_per_call_usd()
-
-    def ask(self, request: JudgeRequest) -> JudgeReply:
-        started = time.monotonic()
-        reply = ask_hosted(service=self.family, model=self.model, key=job_key(self.family, self.model, request),
-                           journal=self._journal, account=self._provider.rate_account(),
-                           submit=lambda: self._submit(request), wait=self._wait, cancel=self._provider.cancel,
-                           policy=self._policy, refusal_cost_usd=self.price_per_call_usd())
-        return JudgeReply(text=reply.text, refusal=reply.refusal, cost_usd=reply.cost_usd,
-                          latency_s=round(time.monotonic() - started, 3))
+    models = FAL_JUDGE_MODELS
 
     def _submit(self, request: JudgeRequest) -> str:
         p, endpoint = self._provider, self.spec.endpoint

@@ -22,7 +22,7 @@ from bookbug_assets.providers.base import (
 )
 from bookbug_assets.providers.rate_limit import shared_limiter
 from bookbug_assets.quality.judge import JudgeReply, JudgeRequest, JudgeUnavailable
-from bookbug_assets.quality.judge_chat import image_data_url
+from bookbug_assets.quality.judge_chat import JudgeConfigurationError, image_data_url
 from bookbug_assets.storage import ArtifactStore, sha256_bytes
 
 log = logging.getLogger(__name__)
@@ -173,3 +173,45 @@ def judge_png(data: bytes) -> bytes:
 def labelled_parts(request: JudgeRequest) -> list[bytes]:
     """The images in the order the prompt names them: the page (image 1), then the references."""
     return [request.image] + [data for _role, data in request.references]
+
+
+class HostedJudge:
+    """A JudgeBackend on an image service's own client (ReplicateJudge, FalJudge): one model of the service's judge
+    table, its calls journaled and rate-limited with the service's image provider. Share one per process: the
+    provider's client and uploads are thread-safe. A subclass says `family` and `models` and how to submit and
+    wait for one call."""
+
+    family = ""
+    models: dict = {}
+
+    def __init__(self, model: str, provider, *, store: ArtifactStore | None = None, policy: JobPolicy = JobPolicy(),
+                 poll_interval_s: float | None = None) -> None:
+        if model not in self.models:
+            raise JudgeConfigurationError(f"{self.family} has no judge model {model!r}; choose one of "
+                                          f"{', '.join(sorted(self.models))}")
+        self.model, self.spec = model, self.models[model]
+        self._provider = provider
+        self._journal = JudgeJournal(store) if store is not None else None
+        self._policy = policy
+        self._poll_s = poll_interval_s if poll_interval_s is not None else provider.poll_interval_s
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r})"
+
+    def price_per_call_usd(self) -> float:
+        return self.spec.price_per_call_usd()
+
+    def ask(self, request: JudgeRequest) -> JudgeReply:
+        started = time.monotonic()
+        reply = ask_hosted(service=self.family, model=self.model, key=job_key(self.family, self.model, request),
+                           journal=self._journal, account=self._provider.rate_account(),
+                           submit=lambda: self._submit(request), wait=self._wait, cancel=self._provider.cancel,
+                           policy=self._policy, refusal_cost_usd=self.price_per_call_usd())
+        return JudgeReply(text=reply.text, refusal=reply.refusal, cost_usd=reply.cost_usd,
+                          latency_s=round(time.monotonic() - started, 3))
+
+    def _submit(self, request: JudgeRequest) -> str:
+        raise NotImplementedError
+
+    def _wait(self, job_id: str, seconds: float) -> JudgeReply:
+        raise NotImplementedError

@@ -18,13 +18,10 @@ import time
 from typing import Any
 
 from bookbug_assets.providers.base import JobGone, ProviderError
-from bookbug_assets.providers.replicate import ReplicateProvider, _classify_failure
+from bookbug_assets.providers.replicate import _classify_failure
 from bookbug_assets.providers.replicate_models import stitch
 from bookbug_assets.quality.judge import JudgeReply, JudgeRequest
-from bookbug_assets.quality.judge_chat import JudgeConfigurationError
-from bookbug_assets.quality.judge_jobs import (
-    SIDE_BY_SIDE_NOTE, JobPolicy, JudgeJournal, ask_hosted, job_key, judge_png, labelled_parts, unfence,
-)
+from bookbug_assets.quality.judge_jobs import SIDE_BY_SIDE_NOTE, HostedJudge, judge_png, labelled_parts, unfence
 from bookbug_assets.quality.judge_models_table import REPLICATE_JUDGE_MODELS, HostedJudgeModel
 
 
@@ -52,36 +49,11 @@ def prediction_text(output: Any) -> str | None:
     return None
 
 
-class ReplicateJudge:
-    """JudgeBackend on Replicate. Share one per process: the provider's client and uploads are thread-safe."""
+class ReplicateJudge(HostedJudge):
+    """JudgeBackend on Replicate (judge_jobs.HostedJudge: journal, rate limit, deadline, the answer's cost)."""
 
     family = "replicate"
-
-    def __init__(self, model: str, provider: ReplicateProvider, *, store=None, policy: JobPolicy = JobPolicy(),
-                 poll_interval_s: float | None = None) -> None:
-        if model not in REPLICATE_JUDGE_MODELS:
-            raise JudgeConfigurationError(f"replicate has no judge model {model!r}; choose one of "
-                                          f"{', '.join(sorted(REPLICATE_JUDGE_MODELS))}")
-        self.model, self.spec = model, REPLICATE_JUDGE_MODELS[model]
-        self._provider = provider
-        self._journal = JudgeJournal(store) if store is not None else None
-        self._policy = policy
-        self._poll_s = poll_interval_s if poll_interval_s is not None else provider.poll_interval_s
-
-    def __repr__(self) -> str:
-        return f"ReplicateJudge(model={self.model!r})"
-
-    def price_per_call_usd(self) -> float:
-        return self.spec.price_per_call_usd()
-
-    def ask(self, request: JudgeRequest) -> JudgeReply:
-        started = time.monotonic()
-        reply = ask_hosted(service=self.family, model=self.model, key=job_key(self.family, self.model, request),
-                           journal=self._journal, account=self._provider.rate_account(),
-                           submit=lambda: self._submit(request), wait=self._wait, cancel=self._provider.cancel,
-                           policy=self._policy, refusal_cost_usd=self.price_per_call_usd())
-        return JudgeReply(text=reply.text, refusal=reply.refusal, cost_usd=reply.cost_usd,
-                          latency_s=round(time.monotonic() - started, 3))
+    models = REPLICATE_JUDGE_MODELS
 
     def _submit(self, request: JudgeRequest) -> str:
         p = self._provider
