@@ -66,7 +66,7 @@ KDP = PlatformRules(
     # trim + 0.125 in wide, + 0.25 in tall; bleed on top, bottom and the outside edge only:
     # https://kdp.amazon.com/help?topicId=GVBQ3CMEQW3W2VL6
     bleed_in=0.125, bleed_edges=("top", "bottom", "outside"),
-    # outside margin with bleed >= 0.375 in; gutter by page count: https://pypi.org/project/kdp-preflight-cli/
+    # outside margin with bleed >= 0.375 in; gutter by page count: https://kdp.amazon.com/help?topicId=GVBQ3CMEQW3W2VL6 (margins table)
     # and https://kdpbuilder.com/guides/kdp-bleed-and-margins (KDP's own table: UNCONFIRMED, page not in reach)
     safe_margin_in=0.375,
     gutter_in=((150, 0.375), (300, 0.5), (500, 0.625), (700, 0.75), (828, 0.875)),
