@@ -39,8 +39,15 @@ SYSTEM_PROFILES = (
 )
 
 
+PROFILE_HINT = f"install the Debian package ghostscript or set {PROFILE_ENV} to a CMYK printer profile"
+
+
 class MissingIccProfile(ValueError):
     """No usable CMYK output profile: the message names the package to install or the file that is wrong."""
+
+
+class NoCmykProfile(MissingIccProfile):
+    """None configured and none installed (a wrong BOOKBUG_CMYK_ICC is a MissingIccProfile, never a fallback)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,7 @@ def find_cmyk_profile(env: dict | None = None) -> CmykProfile:
     for path, package, identifier, condition in SYSTEM_PROFILES:
         if path.is_file():
             return _cached(path, package, identifier, condition)
-    raise MissingIccProfile(
+    raise NoCmykProfile(
         "no CMYK output ICC profile for PDF/X: install the Debian package ghostscript (apt-get install -y "
         f"ghostscript; it ships {SYSTEM_PROFILES[0][0]}) or set {PROFILE_ENV} to a CMYK printer profile")
 

@@ -37,7 +37,7 @@ from bookbug_assets.pdf import (
     _BUILD_LOCK, BOLD, JPEG_QUALITY, MIN_BODY_PT, REGULAR, PdfPage, _draw_text, _fit_panel, _Geom, _Info, _Jpeg,
     _layout, _register_fonts, _render_image, WATERMARK_CAP, watermark_size,
 )
-from bookbug_assets.print_colour import CmykProfile, find_cmyk_profile, separate
+from bookbug_assets.print_colour import CmykProfile, NoCmykProfile, find_cmyk_profile, separate
 from bookbug_assets.print_platforms import (
     CoverSpread, PagePlan, cover_spread, interior_page, pixels, plan_pages, rules,
 )
@@ -77,7 +77,7 @@ class PrintFile:
     height_in: float
     preview: bool
     sha256: str
-    pdf_standard: str        # the platform's: "PDF/X-1a:2001" (the X keys were written) or "PDF"
+    pdf_standard: str        # as written: the platform's ("PDF/X-1a:2001": the X keys are in) or its fallback
     plan: PagePlan | None = None
     spread: CoverSpread | None = None
     upscaled: list[str] = field(default_factory=list)
@@ -96,11 +96,19 @@ def _for_platform(jpeg: bytes, profile: CmykProfile | None, max_ink_pct: int | N
         return _jpeg(separate(im, profile, max_ink_pct), dpi)
 
 
-def _profile_for(platform: str) -> CmykProfile | None:
-    """The CMYK output profile a PDF/X or CMYK platform's files are separated for and carry (MissingIccProfile,
-    naming the package to install, before anything is drawn)."""
+def _output_for(platform: str) -> tuple[CmykProfile | None, str]:
+    """The CMYK output profile a PDF/X or CMYK platform's files are separated for and carry, and the standard
+    written. With none configured or installed, a platform that also takes plain PDF (KDP) gets its fallback in
+    RGB; any other fails with MissingIccProfile, naming the package to install, before anything is drawn."""
     r = rules(platform)
-    return find_cmyk_profile() if r.colour == "CMYK" or r.pdf_standard.startswith("PDF/X") else None
+    if r.colour != "CMYK" and not r.pdf_standard.startswith("PDF/X"):
+        return None, r.pdf_standard
+    try:
+        return find_cmyk_profile(), r.pdf_standard
+    except NoCmykProfile:
+        if r.pdf_fallback is None:
+            raise
+        return None, r.pdf_fallback
 
 
 def _box_pt(box) -> tuple[float, ...]:
@@ -179,8 +187,8 @@ def build_interior_pdf(*, title: str, author: str, pages: list[PdfPage], spec: P
     plan = plan_pages(spec.platform, spec.binding, spec.paper, len(pages), spec.trim_width_in, spec.trim_height_in)
     preview = any(p.is_preview for p in pages)
     marks = _marks(preview, draft)
-    profile = _profile_for(spec.platform)
-    pdfx = profile if r.pdf_standard.startswith("PDF/X") else None
+    profile, standard = _output_for(spec.platform)
+    pdfx = profile if standard.startswith("PDF/X") else None
     buf = io.BytesIO()
     upscaled = []
     with _BUILD_LOCK:
@@ -215,7 +223,7 @@ def build_interior_pdf(*, title: str, author: str, pages: list[PdfPage], spec: P
             rl_config.useA85 = a85
     return PrintFile(path=Path(out_path), page_count=plan.total_pages, width_in=first.media[0],
                      height_in=first.media[1], preview=preview, sha256=sha,
-                     pdf_standard=r.pdf_standard, plan=plan, upscaled=upscaled)
+                     pdf_standard=standard, plan=plan, upscaled=upscaled)
 
 
 # --- cover ---------------------------------------------------------------------------------------------------
@@ -271,7 +279,7 @@ def build_cover_pdf(*, title: str, author: str, front: PdfPage, back: PdfPage, b
     """The cover spread for an interior of `interior_pages` pages (the padded count: it sets the spine)."""
     _register_fonts()
     r = rules(spec.platform)
-    profile = _profile_for(spec.platform)
+    profile, standard = _output_for(spec.platform)
     for p in (front, back):
         if not Path(p.image).is_file():
             raise FileNotFoundError(f"cover image not found: {p.image}")
@@ -319,7 +327,7 @@ def build_cover_pdf(*, title: str, author: str, front: PdfPage, back: PdfPage, b
     jpeg = _for_platform(_jpeg(art, k), profile, r.total_ink_pct, k)
     preview = front.is_preview or back.is_preview
     marks = _marks(preview, draft)
-    pdfx = profile if r.pdf_standard.startswith("PDF/X") else None
+    pdfx = profile if standard.startswith("PDF/X") else None
     size = (spread.width * PT, spread.height * PT)
     buf = io.BytesIO()
     with _BUILD_LOCK:
@@ -346,4 +354,4 @@ def build_cover_pdf(*, title: str, author: str, front: PdfPage, back: PdfPage, b
         finally:
             rl_config.useA85 = a85
     return PrintFile(path=Path(out_path), page_count=1, width_in=spread.width, height_in=spread.height,
-                     preview=preview, sha256=sha, pdf_standard=r.pdf_standard, spread=spread)
+                     preview=preview, sha256=sha, pdf_standard=standard, spread=spread)

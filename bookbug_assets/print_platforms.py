@@ -51,6 +51,9 @@ class PlatformRules:
     colour: str                                       # "RGB" (sRGB accepted) or "CMYK"
     total_ink_pct: int | None
     bindings: dict[str, BindingRules]
+    # Written instead of pdf_standard (plain RGB) when no CMYK output profile is found, for a platform that also
+    # takes a plain PDF; None: the platform's standard is required and the build fails naming what to install.
+    pdf_fallback: str | None = None
 
 
 # --- Amazon KDP --------------------------------------------------------------------------------------------
@@ -81,9 +84,12 @@ KDP = PlatformRules(
     # https://kdpprintcover.com/blog/how-to-design-kdp-back-cover
     barcode_in=(2.0, 1.2), barcode_offset_in=(0.25, 0.25),
     max_file_mb=650,  # https://kdp.amazon.com/en_US/help/topic/G201857950 and .../G201953020
-    # PDF required for bleed books, no PDF/X version required; RGB or CMYK images accepted (UNCONFIRMED wording):
-    # https://kdp.amazon.com/en_US/help/topic/G201857950
-    pdf_standard="PDF", colour="RGB", total_ink_pct=None,
+    # KDP's own page asks for a PDF (bleed books), fonts embedded and transparency flattened, no PDF/X version:
+    # https://kdp.amazon.com/en_US/help/topic/G201857950 . PDF/X-1a is what print guides recommend for KDP
+    # (third-party, UNCONFIRMED as KDP's wording): https://changethisfile.com/blog/convert-pdfs-for-kindle-direct-publishing
+    # So PDF/X-1a:2001 is written when a CMYK profile is at hand, and a plain RGB PDF otherwise (KDP converts it).
+    # No ink limit found on KDP's pages.
+    pdf_standard="PDF/X-1a:2001", colour="CMYK", total_ink_pct=None,
     bindings={
         "paperback": BindingRules(
             papers=PAPERS, trims=_KDP_TRIMS,
@@ -105,7 +111,8 @@ KDP = PlatformRules(
             spine_per_page_in=_KDP_SPINE, spine_base_in=0.28,
             # UNCONFIRMED: wrap 0.591 in, hinge 0.197 in: https://kdpprintcover.com/blog/hardcover-case-laminate-dimensions-guide/
             wrap_in=0.591, hinge_in=0.197),
-    })
+    },
+    pdf_fallback="PDF")
 # Large trims cap lower (8.5 x 8.5 and 8.5 x 11: white 590, cream 550, premium colour 590), same source as above.
 KDP_LARGE_TRIM_MAX = {(8.5, 8.5): {"white": 590, "cream": 550, "premium-color": 590},
                       (8.5, 11.0): {"white": 590, "cream": 550, "premium-color": 590}}

@@ -21,6 +21,7 @@ from PIL import Image
 from pypdf import PdfReader
 
 from bookbug_assets.preflight import _PageWalker
+from bookbug_assets.print_colour import PROFILE_HINT
 from bookbug_assets.print_files import PrintTargetSpec
 from bookbug_assets.print_ghostscript import GS_MISSING, ghostscript, render_ink
 from bookbug_assets.print_pdfx import pdfx_problems
@@ -122,6 +123,11 @@ def _common(reader: PdfReader, path: Path, spec: PrintTargetSpec, report: PrintP
     version = str(info.get("/GTS_PDFXVersion") or "")
     report.pdf_standard = version or f"PDF {reader.pdf_header.removeprefix('%PDF-')}"
     pdfx = r.pdf_standard.startswith("PDF/X")
+    if pdfx and not version and r.pdf_fallback:
+        # the build found no CMYK profile and wrote the platform's fallback: judged as that, and said
+        pdfx = False
+        report.notes.append(f"written as {r.pdf_fallback} in RGB, not {r.pdf_standard}: no CMYK output profile was "
+                            f"found ({PROFILE_HINT}); {r.name} takes it and converts the colour itself")
     if pdfx:
         report.problems += pdfx_problems(reader, r.pdf_standard, labels)
         report.checked_by.append("pypdf: PDF/X keys, output intent and its ICC profile, boxes, colour, transparency")
@@ -129,7 +135,7 @@ def _common(reader: PdfReader, path: Path, spec: PrintTargetSpec, report: PrintP
         if page.get("/Annots"):
             report.problems.append(f"{label}: has annotations; print platforms refuse them")
         for xobj in _images(page):
-            if r.colour == "CMYK" and not pdfx and xobj.get("/ColorSpace") != "/DeviceCMYK":
+            if r.colour == "CMYK" and not pdfx and not r.pdf_fallback and xobj.get("/ColorSpace") != "/DeviceCMYK":
                 report.problems.append(f"{label}: image in {xobj.get('/ColorSpace')}, {r.name} wants CMYK")
             ink = _ink_pct(xobj)
             if ink is not None:

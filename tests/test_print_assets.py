@@ -8,6 +8,7 @@ from pypdf import PdfReader
 
 from bookbug_assets.defs.book_runs import _assets, materialize_book
 from bookbug_assets.ledger import Ledger
+from bookbug_assets.print_colour import MissingIccProfile, find_cmyk_profile
 from bookbug_assets.stories import load_story_file
 from tests.conftest import EXAMPLE
 
@@ -45,6 +46,13 @@ def test_the_kdp_interior_and_cover_are_written_and_preflighted(kdp_book, worksp
     # KDP: 2 x trim + spine (24 pages x 0.002252 in on white) + 2 x 0.125 in bleed; trim + 0.25 in tall
     assert float(cover.mediabox.width) == pytest.approx((2 * 8.5 + 24 * 0.002252 + 0.25) * POINTS, abs=0.5)
     assert float(cover.mediabox.height) == pytest.approx(8.75 * POINTS)
+    try:  # what `pdfinfo` calls the "PDF subtype": PDF/X-1a where a CMYK profile is found, else plain PDF
+        find_cmyk_profile()
+        subtype = "PDF/X-1a:2001"
+    except MissingIccProfile:
+        subtype = None
+    for pdf in (interior, PdfReader(folder / "kdp-cover.pdf")):
+        assert pdf.metadata.get("/GTS_PDFXVersion") == subtype
     checks = {e.check_name: e for e in printed.get_asset_check_evaluations()}
     assert set(checks) == {"book_interior_preflight", "book_cover_preflight"}
     for evaluation in checks.values():  # the geometry passes; the preview renders are named as not for print

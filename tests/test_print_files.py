@@ -74,8 +74,9 @@ def test_a_kdp_cover_is_one_spread_sized_for_the_interior(art, tmp_path):
     assert any("spine is 0.0540 in; 100 pages on white need 0.2252 in" in p for p in wrong.problems)
 
 
-def test_ingramspark_files_are_pdfx_with_an_embedded_cmyk_output_profile(art, tmp_path, cmyk_profile):
-    spec = PrintTargetSpec("ingramspark", "paperback", "premium-color", 8.5, 8.5)
+@pytest.mark.parametrize("platform", ["ingramspark", "kdp"])
+def test_pdfx_files_carry_an_embedded_cmyk_output_profile(art, tmp_path, cmyk_profile, platform):
+    spec = PrintTargetSpec(platform, "paperback", "premium-color", 8.5, 8.5)
     interior = build_interior_pdf(title="Pip", author="Ann", pages=art, spec=spec, out_path=tmp_path / "i.pdf")
     cover = build_cover_pdf(title="Pip", author="Ann", front=art[0], back=art[1], back_text=None, spec=spec,
                             interior_pages=interior.page_count, out_path=tmp_path / "c.pdf")
@@ -93,10 +94,38 @@ def test_ingramspark_files_are_pdfx_with_an_embedded_cmyk_output_profile(art, tm
             assert "/TrimBox" in page and "/BleedBox" in page and "/Group" not in page
             for image in page.images:
                 assert image.image.mode == "CMYK"
-    assert _box_in(PdfReader(interior.path).pages[1].trimbox) == (0.125, 0.125, 8.625, 8.625)  # bleed all round
+    assert _box_in(PdfReader(interior.path).pages[1].trimbox) == (0.125, 0.125, 8.625, 8.625)  # a left page
     for report in (preflight_interior(interior.path, spec, 3), preflight_cover(cover.path, spec, interior.page_count)):
         assert report.passed, report.problems
-        assert report.max_ink_pct <= 240
+        assert report.pdf_standard == "PDF/X-1a:2001" and not any("written as" in n for n in report.notes)
+        if platform == "ingramspark":
+            assert report.max_ink_pct <= 240
+
+
+def test_kdp_without_a_cmyk_profile_gets_a_plain_rgb_pdf_and_the_preflight_says_so(art, tmp_path, monkeypatch):
+    """KDP also takes plain PDF: a machine without Ghostscript still builds its files, and the report says what
+    was written instead of PDF/X-1a and how to get it; IngramSpark, which needs PDF/X, is refused (test above)."""
+    monkeypatch.setattr(print_colour, "SYSTEM_PROFILES", ((tmp_path / "none.icc", "ghostscript", "x", "y"),))
+    monkeypatch.delenv(print_colour.PROFILE_ENV, raising=False)
+    spec = PrintTargetSpec("kdp", "paperback", "premium-color", 8.5, 8.5)
+    interior = build_interior_pdf(title="Pip", author="Ann", pages=art, spec=spec, out_path=tmp_path / "i.pdf")
+    cover = build_cover_pdf(title="Pip", author="Ann", front=art[0], back=art[1], back_text=None, spec=spec,
+                            interior_pages=interior.page_count, out_path=tmp_path / "c.pdf")
+    assert interior.pdf_standard == cover.pdf_standard == "PDF"
+    for path in (interior.path, cover.path):
+        reader = PdfReader(path)
+        assert "/GTS_PDFXVersion" not in reader.metadata and "/OutputIntents" not in reader.trailer["/Root"]
+        assert {image.image.mode for page in reader.pages for image in page.images} == {"RGB"}
+    for report in (preflight_interior(interior.path, spec, 3), preflight_cover(cover.path, spec, interior.page_count)):
+        assert report.passed, report.problems
+        assert any("written as PDF in RGB, not PDF/X-1a:2001" in n and "ghostscript" in n for n in report.notes)
+
+
+def test_a_wrong_cmyk_profile_setting_is_refused_even_where_plain_pdf_would_do(art, tmp_path, monkeypatch):
+    monkeypatch.setenv(print_colour.PROFILE_ENV, str(tmp_path / "missing.icc"))
+    spec = PrintTargetSpec("kdp", "paperback", "premium-color", 8.5, 8.5)
+    with pytest.raises(MissingIccProfile, match="BOOKBUG_CMYK_ICC=.*missing.icc: no such file"):
+        build_interior_pdf(title="Pip", author="Ann", pages=art, spec=spec, out_path=tmp_path / "i.pdf")
 
 
 def test_without_a_cmyk_profile_a_pdfx_file_is_refused_naming_the_package(art, tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ from bookbug_assets.providers.replicate_models import fit_size, megapixels
 KONTEXT_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
 KONTEXT_DEV_RATIOS = KONTEXT_RATIOS + ("4:5", "5:4")
 NANO_RATIOS = ("21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16")
+NANO2_RATIOS = NANO_RATIOS + ("4:1", "1:4", "8:1", "1:8")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class FalModel:
     per_mp: bool = False  # caps.price_usd is per output megapixel (1024 x 1024 px), rounded up
     extra_mp_usd: float | None = None  # caps.price_usd covers the first megapixel, then this per MP
     price_4k: float | None = None
+    price_2k: float | None = None  # nano-banana-2 bills its 2K tier (longest side 1025-2048 px, as fal.py asks)
     # FLUX.2 edit endpoints bill each input image as processed megapixels too, at least 1 MP each; this is that
     # price per input megapixel (None: inputs are free). References' sizes are not known when a price is asked
     # for, so each counts as its 1 MP minimum: the estimate is a floor for references larger than 1024 x 1024.
@@ -55,6 +57,8 @@ class FalModel:
     def cost_usd(self, width: int, height: int, inputs: int = 0) -> float:
         if self.price_4k is not None and max(width, height) > 2048:
             return self.price_4k
+        if self.price_2k is not None and max(width, height) > 1024:
+            return self.price_2k
         mp = megapixels(*fit_size(width, height, 256, self.caps.max_size))
         if self.per_mp:
             price = self.caps.price_usd * mp
@@ -79,13 +83,23 @@ _KONTEXT_MAX_T2I = "fal-ai/flux-pro/kontext/max/text-to-image"
 _PNG = {"output_format": "png"}
 
 
-def _nano(model: str, edit: bool) -> FalModel:
+def _nano(model: str, edit: bool, family: str = "fal-ai/nano-banana-pro", price: float = 0.15,
+          price_4k: float = 0.30, price_2k: float | None = None, ratios: tuple[str, ...] = NANO_RATIOS,
+          notes: str = "image_urls up to 14 (edit endpoint); $0.30 at 4K") -> FalModel:
     return FalModel(
-        _caps(model, max_references=14, seed_deterministic=False, max_size=4096, price_usd=0.15,
-              notes="image_urls up to 14 (edit endpoint); $0.30 at 4K"),
-        refs="list", ref_field="image_urls", edit_endpoint="" if edit else "fal-ai/nano-banana-pro/edit",
-        t2i="fal-ai/nano-banana-pro" if edit else "", size="ratio", ratios=NANO_RATIOS, resolution=True,
-        price_4k=0.30, fixed=_PNG)
+        _caps(model, max_references=14, seed_deterministic=False, max_size=4096, price_usd=price, notes=notes),
+        refs="list", ref_field="image_urls", edit_endpoint="" if edit else f"{family}/edit",
+        t2i=family if edit else "", size="ratio", ratios=ratios, resolution=True,
+        price_4k=price_4k, price_2k=price_2k, fixed=_PNG)
+
+
+# https://fal.ai/models/fal-ai/nano-banana-2/edit/llms.txt: "$0.08 per image ... 2K and 4K outputs will be charged at
+# 1.5 times and 2 times the standard rate"; fields: https://fal.ai/docs/model-api-reference/image-generation-api/
+# nano-banana-2. The 14-reference limit is Replicate's page for the same model (fal's page states none).
+def _nano2(model: str, edit: bool) -> FalModel:
+    return _nano(model, edit, family="fal-ai/nano-banana-2", price=0.08, price_4k=0.16, price_2k=0.12,
+                 ratios=NANO2_RATIOS, notes="Gemini 3.1 Flash Image; image_urls up to 14 (edit endpoint); "
+                                            "$0.08, $0.12 at 2K, $0.16 at 4K")
 
 
 def _kontext_pro(model: str, price: float, multi: bool, t2i: str) -> FalModel:
@@ -103,10 +117,9 @@ def _kontext_t2i(model: str, price: float) -> FalModel:
 
 
 def _flux2(model: str, edit_endpoint: str, max_refs: int, price: float, extra: float | None, per_mp: bool,
-           notes: str, t2i: str = "") -> FalModel:
+           notes: str, t2i: str = "", unconfirmed: str = "schema and price UNCONFIRMED") -> FalModel:
     return FalModel(
-        _caps(model, max_references=max_refs, max_size=2048, price_usd=price,
-              notes=notes + " (schema and price UNCONFIRMED)"),
+        _caps(model, max_references=max_refs, max_size=2048, price_usd=price, notes=f"{notes} ({unconfirmed})"),
         refs="list", ref_field="image_urls", edit_endpoint=edit_endpoint, t2i=t2i, per_mp=per_mp,
         extra_mp_usd=extra, fixed=_PNG, input_mp_usd=price if per_mp else extra)
 
@@ -173,5 +186,21 @@ FAL_MODELS: dict[str, FalModel] = {
                                                                     "UNCONFIRMED)"), fixed=_PNG),
         _flux2("fal-ai/flux-2-pro/edit", "", 8, 0.03, 0.015, False, "FLUX.2 [pro] edit, image_urls up to 8",
                t2i="fal-ai/flux-2-pro"),
+        # --- 2026 multi-reference edit models (tests/providers/test_models_2026.py) ---
+        _nano2("fal-ai/nano-banana-2", edit=False),
+        _nano2("fal-ai/nano-banana-2/edit", edit=True),
+        # FLUX.2 [flex]: "$0.05 per megapixel on both input and output side" (https://fal.ai/models/fal-ai/flux-2-flex/
+        # edit/llms.txt). FLUX.2 [max]: "The first processed megapixel will cost $0.07. Each additional megapixel will
+        # cost 0.03. Input images counted as processed megapixel" (https://fal.ai/models/fal-ai/flux-2-max/edit/llms.txt).
+        # Reference limits (8) are BFL's API limit as third-party pages state it (UNCONFIRMED on fal).
+        *(_flux2(m, e, 8, 0.05, None, True, "FLUX.2 [flex]; references go to /edit (image_urls up to 8); $0.05 per MP "
+                 "in and out", t2i=t, unconfirmed="output_format values and the reference limit UNCONFIRMED")
+          for m, e, t in (("fal-ai/flux-2-flex", "fal-ai/flux-2-flex/edit", ""),
+                          ("fal-ai/flux-2-flex/edit", "", "fal-ai/flux-2-flex"))),
+        *(_flux2(m, e, 8, 0.07, 0.03, False, "FLUX.2 [max]; references go to /edit (image_urls up to 8); $0.07 first "
+                 "MP + $0.03 each further, inputs included", t2i=t,
+                 unconfirmed="output_format values and the reference limit UNCONFIRMED")
+          for m, e, t in (("fal-ai/flux-2-max", "fal-ai/flux-2-max/edit", ""),
+                          ("fal-ai/flux-2-max/edit", "", "fal-ai/flux-2-max"))),
     ]
 }

@@ -37,6 +37,7 @@ RATIOS_11 = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9
 RATIOS_9 = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
 RATIOS_SEEDREAM = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
 RATIOS_NANO = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+RATIOS_NANO2 = RATIOS_NANO + ("1:4", "4:1", "1:8", "8:1")  # Gemini 3.1 Flash Image adds the extreme ratios
 
 
 def nearest_ratio(width: int, height: int, choices: tuple[str, ...]) -> str:
@@ -288,6 +289,41 @@ REPLICATE_MODELS: dict[str, ReplicateModel] = {
                   price_usd=0.03,
                   notes="image_input up to 10 references (multi-reference edit); no seed input; size 2K; "
                         "$0.03 per image (UNCONFIRMED on Replicate: fal's price for the same model)"),
+            refs="list", ref_field="image_input", ratios=RATIOS_SEEDREAM, seed=False,
+            fixed={"size": "2K", "sequential_image_generation": "disabled", "max_images": 1}),
+        # --- 2026 multi-reference edit models (sources per entry; tests/providers/test_models_2026.py) ---
+        ReplicateModel(
+            # https://replicate.com/google/nano-banana-2/versions/2de9ad5b0425fb05efd2cac4ed145259675cfcd7ff80acd99042b460fe1c665e/api
+            # (fields); enum values from a third-party copy, https://api.core.today/v1/models/google/nano-banana-2/llms.txt
+            _caps("google/nano-banana-2", max_references=14, seed_deterministic=False, min_size=256,
+                  max_size=4096, price_usd=0.08,
+                  notes="Gemini 3.1 Flash Image; image_input up to 14; no seed input; $0.08, $0.16 at 4K "
+                        "(UNCONFIRMED on Replicate: fal's price, which also bills 2K at 1.5x)"),
+            refs="list", ref_field="image_input", ratios=RATIOS_NANO2, seed=False, price_4k=0.16,
+            fixed={"output_format": "png"}),
+        ReplicateModel(
+            # Fields: third-party copies of Replicate's schema, https://cinemasetfree.com/guides/generators/
+            # black-forest-labs/flux-2-flex; price: a copy of Replicate's price list in a public repo ($0.06 per
+            # output megapixel and $0.06 per input megapixel, UNCONFIRMED)
+            _caps("black-forest-labs/flux-2-flex", max_references=10, max_size=2048, price_usd=0.06,
+                  notes="input_images up to 10; custom width/height; prompt upsampling off so the prompt is "
+                        "drawn as written; $0.06 per output MP (UNCONFIRMED; input MP billed too, not counted)"),
+            refs="list", ref_field="input_images", size="custom", size_range=(256, 2048), price_per_mp=0.06,
+            fixed={"output_format": "png", "safety_tolerance": 2, "prompt_upsampling": False}),
+        ReplicateModel(
+            # https://replicate.com/black-forest-labs/flux-2-max/versions/9c23b0aaa98765a9676dbdda58b9c9915627751300747bad54cb1c11b135d3ca/api
+            _caps("black-forest-labs/flux-2-max", max_references=8, max_size=2048, price_usd=0.06,
+                  notes="input_images up to 8; custom width/height; $0.06 per output MP (UNCONFIRMED: "
+                        "https://llm-stats.com/models/flux-2-max lists $0.06 an image on Replicate)"),
+            refs="list", ref_field="input_images", size="custom", size_range=(256, 2048), price_per_mp=0.06,
+            fixed={"output_format": "png", "safety_tolerance": 2}),
+        ReplicateModel(
+            # https://replicate.com/bytedance/seedream-4.5/versions/9fe3b8282dcb9d9063b05e33210a1432801f7c5a6641db944baefcec4886761a/api
+            # (ratio values: third-party copy, https://docs.genhub.me/api-reference/seedream-45)
+            _caps("bytedance/seedream-4.5", max_references=14, seed_deterministic=False, max_size=4096,
+                  price_usd=0.04,
+                  notes="image_input up to 14; no seed input; size 2K (no 1K on 4.5); $0.04 per image "
+                        "(UNCONFIRMED: a copy of Replicate's price list in a public repo)"),
             refs="list", ref_field="image_input", ratios=RATIOS_SEEDREAM, seed=False,
             fixed={"size": "2K", "sequential_image_generation": "disabled", "max_images": 1}),
         ReplicateModel(
