@@ -114,6 +114,19 @@ def dataset_hash(items: list[DatasetItem], config: StyleConfig) -> str:
     return digest.hexdigest()
 
 
+def inputs_hash(items: list[DatasetItem], config: StyleConfig) -> str:
+    """Everything the style's assets are built from, the gate's limits included (they set the dataset's stored
+    calibration): equal hashes mean materializing the style again would write what is stored."""
+    whole = hashlib.sha256(config.model_dump_json().encode())
+    whole.update(dataset_hash(items, config).encode())
+    return whole.hexdigest()
+
+
+def style_inputs_hash(style_dir: Path) -> str:
+    """inputs_hash of a style folder as it is now (StyleError naming the file when it is malformed)."""
+    return inputs_hash(dataset_items(style_dir), load_style_config(style_dir))
+
+
 def dataset_zip(style_dir: Path, items: list[DatasetItem], trigger_word: str) -> bytes:
     """The layout the cloud trainers expect: image files with same-named .txt captions."""
     out = io.BytesIO()

@@ -6,6 +6,7 @@ import pytest
 from pypdf import PdfReader
 
 from bookbug_assets.defs.book_runs import materialize_book
+from bookbug_assets.layout import style_profile_key
 from bookbug_assets.ledger import Ledger
 from bookbug_assets.stories import load_story_file
 from tests.conftest import EXAMPLE
@@ -46,7 +47,7 @@ def test_every_asset_materializes_and_the_pdf_is_print_ready(rendered, workspace
     text = " ".join(" ".join(p.extract_text().split()) for p in pdf.pages)
     assert "At the edge of the meadow lived a little mouse called Pip." in text
     assert "PREVIEW" in text or "PREVIEW" in (pdf.metadata.title or "")
-    (preflight,) = results["pdf"].get_asset_check_evaluations()
+    (preflight,) = results["finish"].get_asset_check_evaluations()
     assert preflight.passed and "watermarked PREVIEW: not for print" in preflight.description
 
 
@@ -60,6 +61,24 @@ def test_second_materialization_is_all_cache_hits_and_free(rendered, instance):
     assert all(r.cache_hit and r.cost_usd == 0 for r in new_rows)
     assert not any(r.status == "ok" for r in new_rows)
     assert all(r.success for r in again.values())
+    # the style folder did not change, so its run is not repeated; the book's runs are references, pages, finish
+    assert list(first) == ["style", "references", "pages", "finish"] and list(again) == ["references", "pages", "finish"]
+
+
+@pytest.mark.parametrize("change", ["caption", "gate limit", "profile gone"])
+def test_a_style_runs_again_when_its_folder_or_its_stored_profile_changed(rendered, workspace, instance, change):
+    defs, story, _ = rendered
+    style_dir = workspace["styles"] / "soft-meadow"
+    if change == "caption":
+        caption = sorted((style_dir / "images").glob("*.txt"))[0]
+        caption.write_text(caption.read_text() + " with a red kite")
+    elif change == "gate limit":  # not part of the dataset's hash, but of the calibration the dataset run stores
+        (style_dir / "style.yaml").write_text((style_dir / "style.yaml").read_text() + "quality: {max_clipping: 0.5}\n")
+    else:
+        store = defs.resources["storage"].store()
+        store.delete(style_profile_key("soft-meadow"))
+    again = materialize_book(defs, instance, story, echo=lambda *_: None)
+    assert list(again)[0] == "style" and again["style"].success
 
 
 def test_a_page_slot_past_the_end_of_the_book_fails_loudly(rendered, instance):

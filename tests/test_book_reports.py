@@ -82,18 +82,18 @@ def test_the_books_own_runs_show_its_cost_and_previews_are_not_paid(preview_book
     assert all(r.success for r in results.values())
     images = 2 + len(story.pages)
     # book_pdf is in every run that makes a book (CLI, sensor backfill, regenerate): its cost is on it.
-    (pdf,) = results["pdf"].get_asset_materialization_events()
-    meta = pdf.materialization.metadata
+    (pdf,) = results["finish"].asset_materializations_for_node("book_pdf")
+    meta = pdf.metadata
     assert meta["cost_usd"].value == 0.0 and meta["paid_generations"].value == 0
     assert meta["free_generations"].value == images and "0 paid generation(s)" in meta["cost"].value
-    # the CLI's runs (demo, book, regenerate) also build cost_report with the book
-    built = {e.asset_key.to_user_string() for e in results["ledger"].get_asset_materialization_events()}
-    assert built == {"generation_ledger", "cost_report"}
-    report = next(e for e in results["ledger"].get_asset_materialization_events()
+    # the CLI's runs (demo, book, regenerate) also build cost_report with the book, in the PDF's run
+    built = {e.asset_key.to_user_string() for e in results["finish"].get_asset_materialization_events()}
+    assert built == {"book_pdf", "generation_ledger", "cost_report"}
+    report = next(e for e in results["finish"].get_asset_materialization_events()
                   if e.asset_key.to_user_string() == "cost_report").materialization.metadata
     assert f"| {story.book_id} | preview | storyboard-v1 | {images} | {images} | 0 | {images} | 0 |" in \
         report["by_book"].value
-    ledger = next(e for e in results["ledger"].get_asset_materialization_events()
+    ledger = next(e for e in results["finish"].get_asset_materialization_events()
                   if e.asset_key.to_user_string() == "generation_ledger").materialization.metadata
     assert ledger["paid_generations"].value == 0 and ledger["free_generations"].value == images
 
@@ -101,8 +101,8 @@ def test_the_books_own_runs_show_its_cost_and_previews_are_not_paid(preview_book
 def test_cache_hits_are_not_paid_either(preview_book, instance):
     defs, story, _ = preview_book
     again = materialize_book(defs, instance, story, echo=lambda *_: None)
-    (pdf,) = again["pdf"].get_asset_materialization_events()
-    meta = pdf.materialization.metadata
+    (pdf,) = again["finish"].asset_materializations_for_node("book_pdf")
+    meta = pdf.metadata
     images = 2 + len(story.pages)
     assert meta["paid_generations"].value == 0 and meta["cached_generations"].value == images
     by_book, _ = cost_tables(defs.resources["storage"].store())

@@ -309,3 +309,14 @@ def test_a_dagster_home_that_cannot_hold_the_instance_is_one_line_naming_it(env,
 def test_regenerate_an_unknown_book_is_one_line(env, capsys):
     code, _, err = run(capsys, "regenerate", "nobody")
     assert code == 1 and "has book_id 'nobody'" in one_error_line(err)
+
+
+def test_a_book_with_a_print_target_says_where_its_print_files_are(env, capsys):
+    path = env["stories"] / "printed.yaml"
+    path.write_text(story_text("printed", pages=2, print={"platform": "kdp", "binding": "paperback",
+                                                          "paper": "premium-color"}))
+    code, out, err = run(capsys, "book", str(path))
+    assert code == 0, err
+    printed = [line for line in out.splitlines() if line.startswith("[bookbug] book_")]
+    assert [line.split(":")[0] for line in printed] == ["[bookbug] book_interior", "[bookbug] book_cover"]
+    assert all("printed/print/kdp-" in line and line.endswith(")") for line in printed), printed

@@ -135,7 +135,7 @@ def test_judge_catches_a_wrong_scarf_repairs_it_by_edit_and_accepts_it(judged_bo
                and r.provider == "openrouter" for r in rows)
     assert len(fake.completions()) == 4 and not fake.rejections
     # The ledger asset counts judge calls apart from the images they judged (two page attempts + 2 references).
-    meta = results["ledger"].asset_materializations_for_node("generation_ledger")[0].metadata
+    meta = results["finish"].asset_materializations_for_node("generation_ledger")[0].metadata
     assert meta["judge_calls"].value == 4 and meta["paid_generations"].value == 4
 
 

@@ -26,8 +26,8 @@ def kdp_book(workspace, defs_for, instance):
     story = load_story_file(path, {"soft-meadow"})
     results = materialize_book(defs, instance, story, echo=lambda *_: None)
     assert all(r.success for r in results.values())
-    # a story that names a print target gets its print files in the same book run
-    return defs, story, results["print"]
+    # a story that names a print target gets its print files in the book's last run, with its PDF and ledger
+    return defs, story, results["finish"]
 
 
 def test_the_kdp_interior_and_cover_are_written_and_preflighted(kdp_book, workspace, instance):
@@ -54,7 +54,7 @@ def test_the_kdp_interior_and_cover_are_written_and_preflighted(kdp_book, worksp
     for pdf in (interior, PdfReader(folder / "kdp-cover.pdf")):
         assert pdf.metadata.get("/GTS_PDFXVersion") == subtype
     checks = {e.check_name: e for e in printed.get_asset_check_evaluations()}
-    assert set(checks) == {"book_interior_preflight", "book_cover_preflight"}
+    assert set(checks) == {"book_pdf_preflight", "book_interior_preflight", "book_cover_preflight"}
     for evaluation in checks.values():  # the geometry passes; the preview renders are named as not for print
         assert evaluation.passed, evaluation.description
         assert "watermarked PREVIEW: not for print" in evaluation.description

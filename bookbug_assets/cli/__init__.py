@@ -212,3 +212,8 @@ def _summary(storage, story, results: dict, started: float) -> None:
     print(f"[bookbug] {len(paid)} new generation(s), {sum(r.cache_hit for r in rows)} cache hit(s), "
           f"${sum(r.cost_usd for r in rows):.2f} in {time.monotonic() - started:.1f}s")
     print(f"[bookbug] PDF: {pdf.resolve()}")
+    finish = results.get("finish")
+    for asset in ("book_interior", "book_cover") if story.print and finish is not None else ():
+        for event in finish.asset_materializations_for_node(asset):
+            meta = event.metadata
+            print(f"[bookbug] {asset}: {meta['pdf'].value} ({meta['pdf_standard'].value})")

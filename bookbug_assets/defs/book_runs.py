@@ -1,5 +1,5 @@
-"""A whole book run in this process, as the sensor's backfill would run it: style, book-level references, all
-pages in one step, then the PDF and ledger. Used by `bookbug book | demo | regenerate` and the golden job.
+"""A whole book run in this process, as the sensor's backfill would run it: style (unless it is current),
+book-level references, all pages in one step, then the PDF, print files and ledger in one run. Used by `bookbug book | demo | regenerate` and the golden job.
 
 Runs go to the given instance, so the runs, the partitions and their lineage show in the UI afterwards.
 Only the book's real pages are ever requested.
@@ -22,8 +22,9 @@ from bookbug_assets.defs.print import assets as print_assets
 from bookbug_assets.defs.print import platform_assets
 from bookbug_assets.defs.resources import generation_pool
 from bookbug_assets.defs.styles import assets as style_assets
-from bookbug_assets.layout import page_partition
+from bookbug_assets.layout import page_partition, style_dataset_key, style_profile_key
 from bookbug_assets.stories import Story
+from bookbug_assets.styles import StyleError, style_inputs_hash
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,31 @@ def _assets(graph: BookGraph | dg.Definitions, *names: str) -> list:
     return chosen + [c for c in graph.checks if {k.asset_key.path[-1] for k in c.check_keys} & wanted]
 
 
+def _style_is_current(instance: dg.DagsterInstance, graph: BookGraph, style: str) -> bool:
+    """True when the style's last materialization was built from the style folder as it is now and its files are
+    still in the store: running it again would write the same dataset and profile, at a run's cost."""
+    storage = graph.resources.get("storage")
+    if storage is None:
+        return False
+    latest = {}
+    for name in ("style_dataset", "style_lora"):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[style]), limit=1).records
+        if not records:
+            return False
+        latest[name] = records[0]
+    if latest["style_lora"].storage_id < latest["style_dataset"].storage_id:
+        return False  # a dataset newer than the profile made from it
+    stored = latest["style_dataset"].asset_materialization.metadata.get("inputs_sha256")
+    store = storage.store()
+    try:
+        now = style_inputs_hash(storage.styles_path / style)
+    except (StyleError, OSError):
+        return False  # the style run says what is wrong, naming the file
+    return (stored is not None and stored.value == now and store.exists(style_dataset_key(style))
+            and store.exists(style_profile_key(style)))
+
+
 def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInstance, story: Story,
                      echo=print, include_style: bool = True, raise_on_error: bool = True,
                      thresholds: dict | None = None, log_level: str = "INFO",
@@ -82,7 +108,9 @@ def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInsta
     resources = graph.resources
     tags = {"bookbug/book": story.book_id, **(tags or {})}  # e.g. bookbug/retry_refused
     steps: list[tuple[str, tuple[str, ...], dict]] = []
-    if include_style:
+    if include_style and _style_is_current(instance, graph, story.style):
+        echo(f"[bookbug] {story.book_id}: style {story.style} is as its last run left it; not run again")
+    elif include_style:
         steps.append(("style", ("style_dataset", "style_lora"), {"partition_key": story.style}))
     gate = {"config": {"thresholds": thresholds}} if thresholds else None
 
@@ -97,9 +125,11 @@ def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInsta
             "run_config": ops("sprite_sheet", "hero_page", "sprite_sheet_sprite_sheet_quality",
                               "hero_page_hero_page_quality")}),
         ("pages", ("book_pages",), {"run_config": ops("book_pages"), "tags": page_range}),
-        ("pdf", ("book_pdf",), {"partition_key": story.book_id}),
-        *([("print", ("book_interior", "book_cover"), {"partition_key": story.book_id})] if story.print else []),
-        ("ledger", ("generation_ledger", "cost_report"), {}),  # the book's costs shown with it, not only on demand
+        # One run for the reading copy, the print files and the ledger: a run costs its start and its events
+        # whatever it holds, and the unpartitioned ledger assets may share a book partition's run. The ledger
+        # does not wait on the PDFs, so a book whose PDF is refused still shows its costs.
+        ("finish", ("book_pdf", *(("book_interior", "book_cover") if story.print else ()),
+                    "generation_ledger", "cost_report"), {"partition_key": story.book_id}),
     ]
     results = {}
     for label, names, kwargs in steps:

@@ -15,6 +15,7 @@ Each entry:
 from __future__ import annotations
 
 from ._schema import BOOL, INT, STR, URI, dflt, enum, obj, rng
+from .schemas_2026 import FAL_2026_SCHEMAS
 
 def url_list(max_items: int | None = None) -> dict:
     out = {"type": "array", "items": URI, "minItems": 1}
@@ -175,6 +176,9 @@ FAL_ENDPOINT_SCHEMAS: dict[str, dict] = {
         }, ["images_data_url"]),
     },
 }
+
+
+FAL_ENDPOINT_SCHEMAS.update(FAL_2026_SCHEMAS)  # the 2026 multi-reference edit models
 
 
 # fal's OpenRouter vision route (https://fal.ai/docs/model-api-reference/vision-api/openrouter-router): one endpoint,

@@ -19,6 +19,7 @@ import hashlib
 
 from ._replicate_lora_loaders import LUCATACO_INVALID, lora_input_error  # noqa: F401 - the server's import
 from ._schema import BOOL, FLUX1_SIZES, INT, STR, URI, dflt, enum, obj, rng
+from .schemas_2026 import REPLICATE_2026_SCHEMAS
 
 E005 = "The input or output was flagged as sensitive. Please try again with different inputs. (E005)"
 NSFW_COG_FLUX = "All generated images contained NSFW content. Try running it again with a different prompt."
@@ -347,6 +348,7 @@ REPLICATE_MODEL_SCHEMAS.update({
         "thinking_budget_tokens": rng("integer", 1024, 100000, 10000),
     }, "image", side_by_side=True),
 })
+REPLICATE_MODEL_SCHEMAS.update(REPLICATE_2026_SCHEMAS)  # the 2026 multi-reference edit models
 
 # Versions the trainer pushes to a destination model run Replicate's hotswap LoRA predictor.
 TRAINED_DESTINATION_SCHEMA: dict = {

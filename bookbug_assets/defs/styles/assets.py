@@ -11,7 +11,9 @@ from bookbug_assets.defs.resources import BookbugStorage, ImageProviders
 from bookbug_assets.defs.styles.local_training import run_local_lora_training
 from bookbug_assets.layout import style_dataset_key, style_profile_key
 from bookbug_assets.quality.verdicts import style_quality_profile
-from bookbug_assets.styles import StyleConfig, dataset_hash, dataset_items, dataset_palette, dataset_zip, load_style_config
+from bookbug_assets.styles import (
+    StyleConfig, dataset_hash, dataset_items, dataset_palette, dataset_zip, inputs_hash, load_style_config,
+)
 from bookbug_assets.training.pinning import pin_existing_lora
 from bookbug_assets.training.run import train_style_lora
 
@@ -39,6 +41,7 @@ def style_dataset(context: dg.AssetExecutionContext, storage: BookbugStorage) ->
     return dg.MaterializeResult(
         data_version=dg.DataVersion(digest[:16]),
         metadata={"images": len(items), "synthetic": config.synthetic, "dataset_sha256": digest,
+                  "inputs_sha256": inputs_hash(items, config),  # a book run skips a style whose inputs match
                   "palette": ", ".join(manifest["palette"]), "trigger_word": config.trigger_word,
                   "trainer": config.trainer, "zip": store.uri(zip_key),
                   "style_gate_limit": calibration.limit, "style_gate_calibration": calibration.describe()})
