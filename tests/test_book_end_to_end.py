@@ -63,6 +63,13 @@ def test_second_materialization_is_all_cache_hits_and_free(rendered, instance):
     assert all(r.success for r in again.values())
     # the style folder did not change, so its run is not repeated; the book's runs are references, pages, finish
     assert list(first) == ["style", "references", "pages", "finish"] and list(again) == ["references", "pages", "finish"]
+    # unchanged pages say so in one line, not one stored event each
+    said = [e.user_message for e in instance.all_logs(again["pages"].run_id) if not e.is_dagster_event]
+    assert [m for m in said if "page(s) unchanged" in m] == [f"{story.book_id}: 12 of 12 page(s) unchanged, kept "
+                                                             "from the cache and accepted ($0)"]
+    assert not [m for m in said if "passed on its first attempt" in m]
+    first_said = [e.user_message for e in instance.all_logs(first["pages"].run_id) if not e.is_dagster_event]
+    assert len([m for m in first_said if "passed on its first attempt" in m]) == 12
 
 
 @pytest.mark.parametrize("change", ["caption", "gate limit", "profile gone"])

@@ -109,6 +109,7 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="page")
     futures: dict[Future, tuple[str, str]] = {pool.submit(render, *item): item for item in work}
     done: dict[str, int] = defaultdict(int)
+    cached: dict[str, int] = defaultdict(int)
     try:
         pending = set(futures)
         while pending:
@@ -123,8 +124,10 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
                     context.log.error(f"{book_id} page {int(page)} failed ({progress}): {exc}")
                     continue
                 record, verdict = future.result()
+                quiet = record.cache_hit and verdict.accepted
+                cached[book_id] += quiet
                 yield from _page_events(context, store, books[book_id][0].story, page, record, verdict,
-                                        check_selected, progress, gate.max_attempts)
+                                        check_selected, progress, gate.max_attempts, log=not quiet)
     except BaseException:
         # 3. The run is being terminated: stop paying for pages.
         cancelled = [job for entry in books.values() for job in entry[3].cancel_in_flight()]
@@ -135,18 +138,23 @@ def render_book_pages(context: dg.AssetExecutionContext, storage: BookbugStorage
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+    for book_id, count in sorted(cached.items()):
+        if count:  # one line, not one per page: every stored line is an event write, and these say nothing new
+            context.log.info(f"{book_id}: {count} of {len(by_book[book_id])} page(s) unchanged, kept from the "
+                             "cache and accepted ($0)")
     if failures:
         raise dg.Failure(f"{len(failures)} page(s) failed; the others are kept:\n" + "\n".join(failures))
 
 
 def _page_events(context, store, story, page: str, record, verdict: QualityVerdict, check_selected: bool,
-                 progress: str, max_attempts: int):
+                 progress: str, max_attempts: int, log: bool = True):
     number = int(page)
     partition = page_partition(story.book_id, page)
     outcome = page_gate_line(verdict, number, max_attempts)
     cost = "cache hit" if record.cache_hit else f"${record.cost_usd:.3f}"
     if verdict.accepted:
-        context.log.info(f"{story.book_id} {outcome} ({progress}, {cost})")
+        if log:
+            context.log.info(f"{story.book_id} {outcome} ({progress}, {cost})")
     else:
         context.log.warning(f"{story.book_id} {outcome} ({progress}); not kept for the book")
     # A failed page is still materialized (its image is what a reviewer approves or rejects), but every field
