@@ -19,6 +19,7 @@ maps to. Keeping the three uses on one spelling is what lets an unreviewed book 
     cache/outcomes/<k[:2]>/<k>.json         a request refused (or failed for its input): not paid for again
     cache/uploads/<account>/<sha>.json      a reference's upload URL and expiry on a provider's file storage
     cache/judge/<k[:2]>/<k>.json            a judge's verdict on an image (judge_cache_key)
+    cache/thumbnails/<sha[:2]>/<sha>-<px>.jpg   the UI's thumbnail of a stored image
 """
 
 from __future__ import annotations
@@ -157,6 +158,11 @@ def upload_record_path(account: str, sha256: str) -> str:
     """Where a reference uploaded to a provider's file storage is remembered (its URL and expiry), so the hero
     page's run and the pages' run, separate processes, upload each reference once per book."""
     return f"cache/uploads/{account.replace(':', '-')}/{sha256}.json"
+
+
+def thumbnail_key(image_sha256: str, size_px: int) -> str:
+    """The small JPEG the UI shows of an image, kept so a rerun does not decode the full image again."""
+    return f"cache/thumbnails/{image_sha256[:2]}/{image_sha256}-{size_px}.jpg"
 
 
 def assessment_cache_key(question_sha256: str) -> str:
