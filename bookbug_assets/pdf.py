@@ -26,6 +26,7 @@ from reportlab.pdfbase import pdfdoc, pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 
+from bookbug_assets.pdf_xmp import add_xmp
 from bookbug_assets.storage import atomic_file
 
 REGULAR, BOLD = "BookbugSans", "BookbugSans-Bold"
@@ -265,7 +266,7 @@ def _info_keys(metadata: dict[str, str] | None) -> dict[str, str]:
 
 
 def _assemble(title: str, author: str, geom: _Geom, extra: dict[str, str], labels: list[str],
-              rendered: list, preview: bool, draft: bool) -> bytes:
+              rendered: list, preview: bool, draft: bool, xmp: bytes | None) -> bytes:
     marks = [m for m, on in (("PREVIEW", preview), ("DRAFT", draft)) if on]
     buf = io.BytesIO()
     with _BUILD_LOCK:
@@ -280,6 +281,8 @@ def _assemble(title: str, author: str, geom: _Geom, extra: dict[str, str], label
             c.setTitle(" ".join([*(f"[{m}]" for m in marks), title]))
             c.setAuthor(author)
             c.setCreator("bookbug_assets")
+            if xmp:
+                add_xmp(c, xmp)
             for i, ((jpeg, _, placed), label) in enumerate(zip(rendered, labels)):
                 c.drawImage(_Jpeg(jpeg), 0, 0, width=geom.media_w, height=geom.media_h)
                 for panel, y0 in placed:
@@ -311,8 +314,10 @@ def text_fit_problems(*, title: str, author: str, page_texts: list[str], spec: P
 
 
 def build_book_pdf(*, title: str, author: str, cover: PdfPage, pages: list[PdfPage], spec: PdfSpec,
-                   out_path: Path, draft: bool = False, metadata: dict[str, str] | None = None) -> PdfResult:
-    """Cover + pages -> one print-ready PDF at out_path, written atomically; returns what a preflight needs."""
+                   out_path: Path, draft: bool = False, metadata: dict[str, str] | None = None,
+                   xmp: bytes | None = None) -> PdfResult:
+    """Cover + pages -> one print-ready PDF at out_path, written atomically; returns what a preflight needs.
+    `xmp`: an XMP packet (pdf_xmp.provenance_xmp) for the catalog's /Metadata stream."""
     _register_fonts()
     geom = _Geom.of(spec)
     extra = _info_keys(metadata)
@@ -327,7 +332,7 @@ def build_book_pdf(*, title: str, author: str, cover: PdfPage, pages: list[PdfPa
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         rendered = list(pool.map(lambda a: _render_image(Path(a[0].image), geom, a[1]), zip(all_pages, layouts)))
     preview = any(p.is_preview for p in all_pages)
-    data = _assemble(title, author, geom, extra, labels, rendered, preview, draft)
+    data = _assemble(title, author, geom, extra, labels, rendered, preview, draft, xmp)
 
     with atomic_file(out_path) as handle:
         handle.write(data)

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bookbug_assets import pdf as pdf_module
+from bookbug_assets import pdf_xmp
 
 from bookbug_assets.layout import (
     GenerationRecord, NotMaterialized, book_targets, load_page_records, load_record, load_story_record, page_number,
@@ -21,6 +22,7 @@ from bookbug_assets.layout import (
 )
 from bookbug_assets.gate_outcome import page_gate_line
 from bookbug_assets.pdf import PdfPage, PdfResult, PdfSpec, build_book_pdf
+from bookbug_assets.pdf_xmp import provenance_xmp
 from bookbug_assets.quality.verdicts import load_verdicts
 from bookbug_assets.rendering import drawn_for, reference
 from bookbug_assets.review import Approval, approval_status, refused_images
@@ -87,7 +89,8 @@ def print_book(store: ArtifactStore, book_id: str, *, approval_required: bool = 
         out.parent.mkdir(parents=True, exist_ok=True)
         result = build_book_pdf(title=story.title, author=story.author, cover=cover_page, pages=pdf_pages, spec=spec,
                                 out_path=out, draft=approval.draft,
-                                metadata={"bookbug_provenance": json.dumps(prov, sort_keys=True)})
+                                metadata={"bookbug_provenance": json.dumps(prov, sort_keys=True)},
+                                xmp=provenance_xmp(story.title, story.author, prov))
         # 5. Publish the PDF and its provenance, then what it was made from (last: a crash in between rebuilds).
         store.publish_local(key)
         store.write_json(provenance_key(book_id), prov)
@@ -97,9 +100,9 @@ def print_book(store: ArtifactStore, book_id: str, *, approval_required: bool = 
 
 
 def _layout_code() -> str:
-    """The layout code's own bytes: a change to how pages are laid out rebuilds every PDF, with no version number
-    for anyone to forget to bump."""
-    return hashlib.sha256(Path(pdf_module.__file__).read_bytes()).hexdigest()
+    """The layout code's own bytes (and its XMP's): a change to how pages are laid out rebuilds every PDF, with no
+    version number for anyone to forget to bump."""
+    return hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (pdf_module, pdf_xmp))).hexdigest()
 
 
 def pdf_inputs(story: Story, spec: PdfSpec, cover: PdfPage, pages: list[PdfPage],

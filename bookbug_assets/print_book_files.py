@@ -3,7 +3,7 @@
 The same readiness rule as the reading copy (print_book.py): every page current and accepted, nothing a reviewer
 or a gate refused, DRAFT while approval is required and missing. The sidecar `<platform>-print.json` says what
 was padded and sized, and keeps the provenance record (which images are AI-made, by what) that platforms ask
-authors to disclose; the PDFs themselves carry no such metadata (KDP refuses "metadata" in the files).
+authors to disclose; the PDFs carry it as XMP only where the platform allows metadata (pdf_xmp.py).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from bookbug_assets.layout import (
     GenerationRecord, load_page_records, load_record, load_story_record, page_target, print_file_key,
 )
 from bookbug_assets.pdf import PdfPage
+from bookbug_assets.pdf_xmp import provenance_xmp
 from bookbug_assets.print_book import BookNotReady, _check_pages, provenance
 from bookbug_assets.print_files import PrintFile, PrintTargetSpec, build_cover_pdf, build_interior_pdf
 from bookbug_assets.print_platforms import plan_pages
@@ -81,7 +82,8 @@ def write_interior(store: ArtifactStore, book_id: str, *, approval_required: boo
     out = store.local_path(key)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = build_interior_pdf(title=story.title, author=story.author, pages=pdf_pages, spec=spec, out_path=out,
-                                draft=approval.draft)
+                                draft=approval.draft,
+                                xmp=provenance_xmp(story.title, story.author, provenance(story.title, dict(pages))))
     store.publish_local(key)
     plan = result.plan
     _update_sidecar(store, story, spec, "interior", {
@@ -102,15 +104,15 @@ def write_cover(store: ArtifactStore, book_id: str, back: GenerationRecord, inte
     key = print_file_key(book_id, spec.platform, "cover.pdf")
     out = store.local_path(key)
     out.parent.mkdir(parents=True, exist_ok=True)
+    records = {"cover": hero, "back_cover": back}
     result = build_cover_pdf(
         title=story.title, author=story.author,
         front=PdfPage(image=store.local_path(hero.image_key), text="", is_preview=hero.is_preview, label="front"),
         back=PdfPage(image=store.local_path(back.image_key), text="", is_preview=back.is_preview, label="back"),
         back_text=story.back_cover_text, spec=spec, interior_pages=interior_pages, out_path=out,
-        draft=approval.draft)
+        draft=approval.draft, xmp=provenance_xmp(story.title, story.author, provenance(story.title, records)))
     store.publish_local(key)
     s = result.spread
-    records = {"cover": hero, "back_cover": back}
     _update_sidecar(store, story, spec, "cover", {
         "size_in": [s.width, s.height], "spine_in": s.spine_width, "interior_pages": interior_pages,
         "spine_text": s.spine_text, "barcode_box_in": list(s.barcode), "pdf_standard": result.pdf_standard,

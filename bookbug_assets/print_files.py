@@ -37,6 +37,7 @@ from bookbug_assets.pdf import (
     _BUILD_LOCK, BOLD, JPEG_QUALITY, MIN_BODY_PT, REGULAR, PdfPage, _draw_text, _fit_panel, _Geom, _Info, _Jpeg,
     _layout, _register_fonts, _render_image, WATERMARK_CAP, watermark_size,
 )
+from bookbug_assets.pdf_xmp import add_xmp
 from bookbug_assets.print_colour import CmykProfile, NoCmykProfile, find_cmyk_profile, separate
 from bookbug_assets.print_platforms import (
     CoverSpread, PagePlan, cover_spread, interior_page, pixels, plan_pages, rules,
@@ -115,7 +116,13 @@ def _box_pt(box) -> tuple[float, ...]:
     return tuple(v * PT for v in box)
 
 
-def _canvas(buf, size_pt, title: str, author: str, marks: list[str], pdfx: CmykProfile | None) -> Canvas:
+def _xmp_for(platform: str, standard: str, xmp: bytes | None) -> bytes | None:
+    """The provenance XMP where the platform takes metadata and the standard has metadata streams (PDF 1.4+)."""
+    return xmp if rules(platform).xmp_allowed and standard != "PDF/X-1a:2001" else None
+
+
+def _canvas(buf, size_pt, title: str, author: str, marks: list[str], pdfx: CmykProfile | None,
+            xmp: bytes | None) -> Canvas:
     c = Canvas(buf, pagesize=size_pt, invariant=1, pageCompression=1, initialFontName=REGULAR,
                pdfVersion=(1, 3) if pdfx else None)
     c._doc.info = _Info({"GTS_PDFXVersion": PDFX_VERSION, "GTS_PDFXConformance": PDFX_VERSION} if pdfx else {})
@@ -130,6 +137,8 @@ def _canvas(buf, size_pt, title: str, author: str, marks: list[str], pdfx: CmykP
             "OutputConditionIdentifier": PDFString(pdfx.condition_identifier),
             "RegistryName": PDFString("http://www.color.org"), "OutputCondition": PDFString(pdfx.condition),
             "Info": PDFString(pdfx.description), "DestOutputProfile": icc})]))
+    if xmp is not None:
+        add_xmp(c, xmp)
     c.setTitle(" ".join([*(f"[{m}]" for m in marks), title]))
     c.setAuthor(author)
     c.setCreator("bookbug_assets")
@@ -177,8 +186,9 @@ def _geom(media_in: tuple[float, float], safe_in, dpi: int, bleed_in: float = 0.
 # --- interior ------------------------------------------------------------------------------------------------
 
 def build_interior_pdf(*, title: str, author: str, pages: list[PdfPage], spec: PrintTargetSpec, out_path: Path,
-                       draft: bool = False) -> PrintFile:
-    """The story pages, then the blank pages the platform's page-count rules need, as single pages."""
+                       draft: bool = False, xmp: bytes | None = None) -> PrintFile:
+    """The story pages, then the blank pages the platform's page-count rules need, as single pages. `xmp`
+    (pdf_xmp.provenance_xmp) goes in where the platform and its standard allow metadata."""
     _register_fonts()
     r = rules(spec.platform)
     missing = [str(p.image) for p in pages if not Path(p.image).is_file()]
@@ -196,7 +206,8 @@ def build_interior_pdf(*, title: str, author: str, pages: list[PdfPage], spec: P
         try:
             first = interior_page(spec.platform, spec.trim_width_in, spec.trim_height_in, 1, plan.total_pages,
                                   spec.bleed_in, spec.safe_margin_in)
-            c = _canvas(buf, _box_pt(first.media), title, author, marks, pdfx)
+            c = _canvas(buf, _box_pt(first.media), title, author, marks, pdfx,
+                        _xmp_for(spec.platform, standard, xmp))
             for n in range(1, plan.total_pages + 1):
                 ip = interior_page(spec.platform, spec.trim_width_in, spec.trim_height_in, n, plan.total_pages,
                                    spec.bleed_in, spec.safe_margin_in)
@@ -275,7 +286,8 @@ def _back_panel(text: str, spread: CoverSpread, spec: PrintTargetSpec):
 
 
 def build_cover_pdf(*, title: str, author: str, front: PdfPage, back: PdfPage, back_text: str | None,
-                    spec: PrintTargetSpec, interior_pages: int, out_path: Path, draft: bool = False) -> PrintFile:
+                    spec: PrintTargetSpec, interior_pages: int, out_path: Path, draft: bool = False,
+                    xmp: bytes | None = None) -> PrintFile:
     """The cover spread for an interior of `interior_pages` pages (the padded count: it sets the spine)."""
     _register_fonts()
     r = rules(spec.platform)
@@ -333,7 +345,7 @@ def build_cover_pdf(*, title: str, author: str, front: PdfPage, back: PdfPage, b
     with _BUILD_LOCK:
         a85, rl_config.useA85 = rl_config.useA85, 0
         try:
-            c = _canvas(buf, size, title, author, marks, pdfx)
+            c = _canvas(buf, size, title, author, marks, pdfx, _xmp_for(spec.platform, standard, xmp))
             c.setTrimBox(_box_pt(spread.trim))
             c.setBleedBox((0, 0, *size))
             c.drawImage(_Jpeg(jpeg), 0, 0, width=size[0], height=size[1])

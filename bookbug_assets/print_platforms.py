@@ -54,6 +54,8 @@ class PlatformRules:
     # Written instead of pdf_standard (plain RGB) when no CMYK output profile is found, for a platform that also
     # takes a plain PDF; None: the platform's standard is required and the build fails naming what to install.
     pdf_fallback: str | None = None
+    # The provenance XMP (pdf_xmp.py) may go into its files; the sidecar JSON keeps it for every platform.
+    xmp_allowed: bool = True
 
 
 # --- Amazon KDP --------------------------------------------------------------------------------------------
@@ -112,7 +114,9 @@ KDP = PlatformRules(
             # UNCONFIRMED: wrap 0.591 in, hinge 0.197 in: https://kdpprintcover.com/blog/hardcover-case-laminate-dimensions-guide/
             wrap_in=0.591, hinge_in=0.197),
     },
-    pdf_fallback="PDF")
+    pdf_fallback="PDF",
+    # "Submitted files should not contain ... metadata": https://kdp.amazon.com/en_US/help/topic/G201857950
+    xmp_allowed=False)
 # Large trims cap lower (8.5 x 8.5 and 8.5 x 11: white 590, cream 550, premium colour 590), same source as above.
 KDP_LARGE_TRIM_MAX = {(8.5, 8.5): {"white": 590, "cream": 550, "premium-color": 590},
                       (8.5, 11.0): {"white": 590, "cream": 550, "premium-color": 590}}

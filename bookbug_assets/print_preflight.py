@@ -117,6 +117,9 @@ def _common(reader: PdfReader, path: Path, spec: PrintTargetSpec, report: PrintP
     root = reader.trailer["/Root"]
     if "/Outlines" in root:
         report.problems.append("the PDF has bookmarks (outlines); print platforms refuse them")
+    if "/Metadata" in root and not r.xmp_allowed:
+        report.problems.append(f"the PDF carries an XMP metadata stream; {r.name} asks for files without metadata "
+                               "(the provenance is in the print.json sidecar)")
     info = reader.metadata or {}
     title = str(info.get("/Title") or "")
     report.watermarks = [m for m in ("PREVIEW", "DRAFT") if f"[{m}]" in title]

@@ -172,46 +172,50 @@ class ReplicateProvider(ImageProvider):
         return None
 
     def wait(self, job_id: str, request: ImageRequest, deadline_s: float) -> JobOutput:
-        end = time.monotonic() + deadline_s
-        status = "unknown"
+        prediction, collect_by = self.poll_until_succeeded(job_id, deadline_s, lambda status: ProviderError(
+            self.name, f"prediction {job_id} still {status} after {deadline_s:.0f}s; canceled", transient=True))
+        return collect_until(lambda: self._collect(prediction), collect_by, self.poll_interval_s, self.name, job_id,
+                             lambda s: self.pause(job_id, s))
+
+    def poll_until_succeeded(self, job_id: str, seconds: float, timed_out: Callable[[str], ProviderError], *,
+                             poll_s: float | None = None, what: str = "prediction") -> tuple[dict[str, Any], float]:
+        """The prediction once it has succeeded, and the monotonic time to fetch its output by: the one poll loop of
+        the image wait and the judge (quality/judge_replicate.py), which each turn it into their own result.
+
+        Past `seconds` the prediction is canceled; one that succeeded since the last poll (a cancel then does nothing)
+        is still returned, with a short window to collect it: it is paid. Otherwise `timed_out(last status)` raises.
+        """
+        poll_s = self.poll_interval_s if poll_s is None else poll_s
+        end, status = time.monotonic() + seconds, "unknown"
         while True:
             try:
                 prediction = self._get_prediction(job_id)
-            except JobGone:
-                raise
             except ProviderError as exc:
                 # A failed poll says nothing about the job; polling again is free, a new job is not.
-                if not exc.transient:
+                if isinstance(exc, JobGone) or not exc.transient:
                     raise
                 log.info("replicate poll of %s failed (%s); polling again", job_id, exc)
                 prediction = None
             if prediction is not None:
-                status = prediction["status"]
+                status = prediction.get("status")
                 if status == "succeeded":
-                    return collect_until(lambda: self._collect(prediction), end, self.poll_interval_s, self.name,
-                                         job_id, lambda s: self.pause(job_id, s))
+                    return prediction, end
                 if status == "failed":
                     raise _classify_failure(self._clean(prediction.get("error") or "prediction failed"))
                 if status in ("canceled", "aborted"):
                     # Canceled by a terminated run, or aborted before starting: nothing to collect.
-                    raise JobGone(self.name, f"prediction {job_id} was {status}")
+                    raise JobGone(self.name, f"{what} {job_id} was {status}")
             remaining = end - time.monotonic()
             if remaining <= 0:
                 self.cancel(job_id)
-                # It may have finished since the last poll (a cancel then does nothing): collect it, not pay again.
-                last = self._poll_quietly(job_id)
-                if last is not None and last["status"] == "succeeded":
-                    return collect_until(lambda: self._collect(last), time.monotonic() + self.poll_interval_s * 3,
-                                         self.poll_interval_s, self.name, job_id, lambda s: self.pause(job_id, s))
-                raise ProviderError(self.name, f"prediction {job_id} still {status} after {deadline_s:.0f}s; "
-                                               "canceled", transient=True)
-            self.pause(job_id, min(self.poll_interval_s, remaining))
-
-    def _poll_quietly(self, job_id: str) -> dict | None:
-        try:
-            return self._get_prediction(job_id)
-        except ProviderError:
-            return None
+                try:
+                    last = self._get_prediction(job_id)
+                except ProviderError:
+                    last = None
+                if last is not None and last.get("status") == "succeeded":
+                    return last, time.monotonic() + poll_s * 3
+                raise timed_out(status)
+            self.pause(job_id, min(poll_s, remaining))
 
     def cancel(self, job_id: str) -> None:
         try:  # raw JSON: the client's model cannot parse every status a cancel may answer with
