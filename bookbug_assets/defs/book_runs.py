@@ -1,5 +1,6 @@
 """A whole book run in this process, as the sensor's backfill would run it: style (unless it is current),
-book-level references, all pages in one step, then the PDF, print files and ledger in one run. Used by `bookbug book | demo | regenerate` and the golden job.
+book-level references, all pages in one step, then the PDF, print files and ledger in one run. Used by
+`bookbug book | demo | regenerate` and the golden job.
 
 Runs go to the given instance, so the runs, the partitions and their lineage show in the UI afterwards.
 Only the book's real pages are ever requested.
