@@ -4,7 +4,7 @@ An N-page book (`--pages`, the example story's pages repeated to N) through the 
 real `replicate` client, against the fake server with a fixed per-job latency L and page concurrency C.
 Measured in one run, in this order:
   art         the references run (sprite sheet, hero page) plus the pages run, as the CLI's book runs report
-  wall        the whole `materialize_book` call: style, story, references, pages, PDF and ledger runs, i.e.
+  wall        the whole `materialize_book` call: style, references (with the story), pages, finish runs, i.e.
               what a user of `bookbug book` waits for once the process is up (process start, imports and
               definitions, is printed apart as `start`)
   plain       the same predictions ours created (same inputs, replayed in creation order) made with the plain
