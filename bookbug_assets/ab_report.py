@@ -27,6 +27,10 @@ from bookbug_assets.review import ReviewState
 
 REPAIR_CHANGES = ("repair by edit", "redraw with the judge's fixes")  # judge_gate.repair_request's change text
 MIN_DECISIVE = 10  # acceptable images per candidate below which a ranking is a hint, not a decision
+# Wilson score interval at 95 % for the acceptance rate (Wilson 1927; it stays inside 0-1 and is sound at small n
+# and at rates near 1, where the normal approximation is not): https://en.wikipedia.org/wiki/
+# Binomial_proportion_confidence_interval#Wilson_score_interval
+Z95 = 1.96
 _FEATURE_STATUS = re.compile(r": (present|absent|unsure)(?=, |$)")
 
 # Sums carried per group; the report's means and rates are computed from them (so per provider over all books
@@ -87,16 +91,56 @@ def cost_columns(frame: pl.DataFrame, cost: str) -> pl.DataFrame:
                               _ratio("repairs", "acceptable_images", 3).alias("repairs_per_acceptable"))
 
 
+def _wilson(bound: float) -> pl.Expr:
+    """The acceptance rate's Wilson bound (`bound` -1 lower, +1 upper) at Z95."""
+    n, k, z2 = pl.col("images").cast(pl.Float64), pl.col("acceptable_images").cast(pl.Float64), Z95 * Z95
+    p = k / n
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * (p * (1 - p) / n + z2 / (4 * n * n)).sqrt() / (1 + z2 / n)
+    return pl.when(n > 0).then((centre + bound * half).clip(0.0, 1.0)).otherwise(None)
+
+
 def rank_candidates(summary: pl.DataFrame, key: str, min_acceptable: int = MIN_DECISIVE) -> pl.DataFrame:
     """`summary` (one row per candidate `key`) ranked by cost per acceptable image, cheapest first; ties go to the
     higher mean identity. A candidate with no acceptable image ranks last. `decisive` is false for a candidate
-    resting on fewer than `min_acceptable` acceptable images."""
+    resting on fewer than `min_acceptable` acceptable images. `cost_per_acceptable_low` / `_high`: the 95 %
+    interval of its cost per acceptable image, from the acceptance rate's Wilson interval with the spend per image
+    as measured (the acceptance rate is what a few more pages can move; a model's price per image is not)."""
     ranked = summary.sort([pl.col("cost_per_acceptable_usd").is_null(), "cost_per_acceptable_usd",
                            pl.col("mean_identity").is_null(), "mean_identity", key],
                           descending=[False, False, False, True, False])
-    return ranked.with_columns(pl.int_range(1, ranked.height + 1).alias("rank"),
-                               (pl.col("acceptable_images") >= min_acceptable).alias("decisive")
-                               ).select("rank", key, pl.exclude("rank", key))
+    spend = pl.col("cost_per_acceptable_usd") * pl.col("acceptable_images") / pl.col("images")
+    low, high = _wilson(-1), _wilson(+1)
+    return ranked.with_columns(
+        pl.int_range(1, ranked.height + 1).alias("rank"),
+        (pl.col("acceptable_images") >= min_acceptable).alias("decisive"),
+        (spend / high).round(4).alias("cost_per_acceptable_low"),
+        pl.when(low > 0).then((spend / low).round(4)).otherwise(None).alias("cost_per_acceptable_high"),
+    ).select("rank", key, pl.exclude("rank", key))
+
+
+def overlap(ranked: pl.DataFrame, key: str) -> str | None:
+    """Why the first is not yet shown cheaper than the second, or None: their 95 % intervals of cost per
+    acceptable image overlap. A runner-up with no acceptable image is beaten whatever the interval."""
+    priced = ranked.filter(pl.col("cost_per_acceptable_usd").is_not_null())
+    if priced.height < 2:
+        return None
+    first, second = priced.row(0, named=True), priced.row(1, named=True)
+    if first["cost_per_acceptable_high"] is not None and first["cost_per_acceptable_high"] < \
+            second["cost_per_acceptable_low"]:
+        return None
+
+    def interval(row: dict) -> str:
+        high = row["cost_per_acceptable_high"]
+        return f"${row['cost_per_acceptable_low']:.4f}-" + (f"${high:.4f}" if high is not None else "unbounded")
+
+    return (f"{first[key]} ({interval(first)}) and {second[key]} ({interval(second)}) overlap at 95 % "
+            "confidence in cost per acceptable image")
+
+
+def ranking_decides(ranked: pl.DataFrame, key: str) -> bool:
+    """Every candidate rests on enough acceptable images and the first is cheaper beyond the intervals."""
+    return bool(ranked.height) and bool(ranked["decisive"].all()) and overlap(ranked, key) is None
 
 
 def ranking_line(ranked: pl.DataFrame, key: str, min_acceptable: int = MIN_DECISIVE) -> str:
@@ -110,6 +154,7 @@ def ranking_line(ranked: pl.DataFrame, key: str, min_acceptable: int = MIN_DECIS
             else "no candidate made an acceptable image")
     rests = f"the ranking rests on {images} image(s), {acceptable} acceptable"
     thin = [f"{r[key]} ({r['acceptable_images']})" for r in ranked.iter_rows(named=True) if not r["decisive"]]
-    verdict = (f"NOT DECISIVE: fewer than {min_acceptable} acceptable images for " + ", ".join(thin) +
-               "; render more pages before choosing") if thin else "decisive"
+    why = ([f"fewer than {min_acceptable} acceptable images for " + ", ".join(thin)] if thin else []) + \
+        [o for o in (overlap(ranked, key),) if o]
+    verdict = f"NOT DECISIVE: {'; '.join(why)}; render more pages before choosing" if why else "decisive"
     return f"{lead}; {rests}; {verdict}"

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import yaml
 
-from bookbug_assets.ab_report import rank_candidates, ranking_line
+from bookbug_assets.ab_report import rank_candidates, ranking_decides, ranking_line
 from bookbug_assets.defs.experiments.assets import provider_experiment
 from bookbug_assets.experiment import NO_JUDGE, cell_caption
 from bookbug_assets.providers import registry
@@ -94,7 +94,12 @@ def test_experiment_with_a_judge_ranks_by_cost_per_acceptable_image_with_judge_a
     frame, again, metadata = _experiment(defs, instance, min_acceptable=1)
     assert frame["cost_usd"].sum() == 0.0 and len(fake.completions()) == calls
     assert again["cost_per_acceptable_usd"].to_list() == pytest.approx([0.065, 0.105])
-    assert again["decisive"].all() and metadata["ranking"].value.endswith("; decisive")
+    # Enough images by the count asked for (1), but one image each cannot tell $0.065 from $0.105: the 95 %
+    # intervals overlap, so the experiment still decides nothing.
+    assert again["decisive"].all() and metadata["decisive"].value is False
+    line = metadata["ranking"].value
+    assert "NOT DECISIVE: cheapscarf:cheap-v1 ($0.0650-$0.31" in line  # 1 of 1: the rate is 0.21-1 at 95 %
+    assert "scarfpaint:scarf-v1 ($0.1050-$0.5084) overlap at 95 % confidence" in line
     # The book's own verdicts are untouched by the experiment's cells.
     from bookbug_assets.quality.verdicts import load_verdicts
 
@@ -116,6 +121,27 @@ def test_experiment_ranking_breaks_ties_on_identity_and_puts_no_acceptable_image
     line = ranking_line(ranked, "provider_spec")
     assert line.startswith("c:v1 ranks first at $0.0400 per acceptable image; the ranking rests on 60 image(s), "
                            "39 acceptable; NOT DECISIVE: fewer than 10 acceptable images for d:v1 (4), none:v1 (0)")
+
+
+def test_the_ranking_decides_only_when_the_leader_is_cheaper_beyond_the_intervals():
+    # 60 of 60 at $0.040 (spend $0.040 an image) against 50 of 60 at $0.060 (spend $0.050 an image)
+    clear = rank_candidates(pl.DataFrame([_candidate("a:v1", 60, 0.04, 3.0) | {"images": 60},
+                                          _candidate("b:v1", 50, 0.06, 3.0) | {"images": 60}]), "provider_spec")
+    low, high = clear.row(0, named=True)["cost_per_acceptable_low"], clear.row(0, named=True)["cost_per_acceptable_high"]
+    # Wilson 95 % for 60/60: 0.9398-1.0, so $0.0400-$0.0426; for 50/60: 0.7197-0.9069, so $0.0551-$0.0695
+    assert (low, high) == pytest.approx((0.04, 0.0426), abs=1e-4)
+    assert clear.row(1, named=True)["cost_per_acceptable_low"] == pytest.approx(0.0551, abs=1e-4)
+    assert ranking_decides(clear, "provider_spec") and ranking_line(clear, "provider_spec").endswith("; decisive")
+    # the same prices on 12 images each: enough acceptable images by count, but the intervals overlap
+    close = rank_candidates(pl.DataFrame([_candidate("a:v1", 12, 0.04, 3.0), _candidate("b:v1", 10, 0.06, 3.0)]),
+                            "provider_spec")
+    assert close["decisive"].all() and not ranking_decides(close, "provider_spec")
+    line = ranking_line(close, "provider_spec")
+    assert "NOT DECISIVE: a:v1 ($0.0400-$0.0528) and b:v1" in line and "overlap at 95 % confidence" in line
+    # a runner-up that made no acceptable image is beaten whatever the interval
+    alone = rank_candidates(pl.DataFrame([_candidate("a:v1", 12, 0.04, 3.0), _candidate("none:v1", 0, None, None)]),
+                            "provider_spec", min_acceptable=0)
+    assert ranking_decides(alone, "provider_spec")
 
 
 def test_experiment_contact_sheet_says_no_judge_without_one():

@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from bookbug_assets.ab_report import MIN_DECISIVE, ranking_line
+from bookbug_assets.ab_report import MIN_DECISIVE, ranking_decides, ranking_line
 from bookbug_assets.cost_report import cost_tables, markdown_table
 from bookbug_assets.defs.common import thumbnail_md, user_errors
 from bookbug_assets.defs.gate_config import ImageGateConfig, QualityThresholds
@@ -100,7 +100,7 @@ def provider_experiment(context: dg.AssetExecutionContext, config: ProviderExper
     return dg.MaterializeResult(metadata={
         "book": story.book_id, "experiment": config.name, "cells": frame.height,
         "ranking": ranking,
-        "decisive": bool(summary["decisive"].all()) if summary.height else False,
+        "decisive": ranking_decides(summary, "provider_spec"),
         "summary": dg.MetadataValue.md(markdown_table(summary)),
         "comparison": dg.MetadataValue.md(markdown_table(shown)),
         "contact_sheet": thumbnail_md(sheet, "contact sheet", size=768),
