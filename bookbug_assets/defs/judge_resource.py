@@ -10,6 +10,7 @@ variable. With no judge the weight-free gates work as before, and a run's log sa
 
 import os
 import threading
+from collections import OrderedDict
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -58,17 +59,28 @@ class QualityJudge(dg.ConfigurableResource):
                 providers: ProviderSettings | None = None) -> JudgeBackend | None:
         """backend(); the run's log says once which judge, or that there is none."""
         backend = self.backend(store, providers)
-        run_id = context.run.run_id
-        with _ANNOUNCED_LOCK:
-            first = run_id not in _ANNOUNCED
-            _ANNOUNCED.add(run_id)
-        if first:
+        if first_announcement(context.run.run_id):
             context.log.info(NO_JUDGE if backend is None else f"quality judge: {backend.family}:{backend.model}")
         return backend
 
 
-_ANNOUNCED: set[str] = set()  # runs whose log has said which judge (a resource may be rebuilt per step)
+# Runs whose log has said which judge (a resource may be rebuilt per step). Only the latest are kept: the daemon's
+# code server lives for days, and a run's steps ask within minutes of each other, not after hundreds of other runs.
+ANNOUNCED_RUNS = 256
+_ANNOUNCED: OrderedDict[str, None] = OrderedDict()
 _ANNOUNCED_LOCK = threading.Lock()
+
+
+def first_announcement(run_id: str) -> bool:
+    """Whether this is the first time `run_id` asks (so its log should say which judge); remembers it."""
+    with _ANNOUNCED_LOCK:
+        if run_id in _ANNOUNCED:
+            _ANNOUNCED.move_to_end(run_id)
+            return False
+        _ANNOUNCED[run_id] = None
+        while len(_ANNOUNCED) > ANNOUNCED_RUNS:
+            _ANNOUNCED.popitem(last=False)
+        return True
 
 
 def judge_from_env() -> QualityJudge:

@@ -32,6 +32,7 @@ from bookbug_assets.providers.base import (
     ConfigurationError, ImageProvider, ImageRequest, JobFailed, JobGone, JobOutput, ModelCapabilities,
     OutputNotCollected, ProviderError, ProviderSettings, ResultUnobtainable, SafetyRefusal, collect_until,
 )
+from bookbug_assets.providers.fal_errors import CONTENT_POLICY, describe, job_failure
 from bookbug_assets.providers.fal_models import FAL_MODELS, FalModel
 from bookbug_assets.providers.uploads import ReferenceUploads
 from bookbug_assets.providers.replicate_models import (
@@ -40,19 +41,7 @@ from bookbug_assets.providers.replicate_models import (
 
 log = logging.getLogger(__name__)
 
-CONTENT_POLICY = "content_policy_violation"
 _SEP = "|"
-# A request that ran and failed answers its result URL with one of fal's two error dialects
-# (https://fal.ai/docs/documentation/model-apis/errors, .../request-errors). Infrastructure failures (request errors,
-# typically 503/504: the runner could not be scheduled, disconnected, timed out) come after fal's queue has already
-# retried the request on new runners, and 5xx failures are not billed
-# (https://docs.fal.ai/model-apis/model-endpoints/reliability): a new request may well succeed. A model error says
-# whether retrying can help in its X-Fal-Retryable header; without one, a 5xx is a generic failure (worth one more
-# request) and a 4xx is the input's fault (worth none).
-_INFRA_ERRORS = frozenset({"request_timeout", "startup_timeout", "runner_scheduling_failure",
-                           "runner_connection_timeout", "runner_disconnected", "runner_connection_refused",
-                           "runner_connection_error", "runner_incomplete_response", "internal_error",
-                           "downstream_service_unavailable"})
 
 
 class _Rebase(httpx.BaseTransport):
@@ -168,55 +157,64 @@ class FalProvider(ImageProvider):
 
     def wait(self, job_id: str, request: ImageRequest, deadline_s: float) -> JobOutput:
         endpoint, request_id = _split(job_id)
-        handle = self._fal.get_handle(endpoint, request_id)
-        end = time.monotonic() + deadline_s
-        state = "unknown"
-        while True:
-            try:
-                status = self._call(lambda: handle.status(with_logs=False), f"status of {request_id}", job=True)
-            except (JobGone, SafetyRefusal):
-                raise
-            except ProviderError as exc:
-                if not exc.transient:
-                    raise
-                log.info("fal status of %s failed (%s); polling again", request_id, exc)  # polling is free
-                status = None
-            if isinstance(status, Completed):
-                return self._finished(handle, job_id, status, end)
-            if status is not None:
-                state = type(status).__name__
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                self.cancel(job_id)
-                # It may have finished since the last poll (a cancel then does nothing): collect it, not pay again.
-                try:
-                    last = self._call(lambda: handle.status(with_logs=False), f"status of {request_id}", job=True)
-                except ProviderError:
-                    last = None
-                if isinstance(last, Completed) and last.error_type != "client_cancelled":
-                    return self._finished(handle, job_id, last, time.monotonic() + self.poll_interval_s * 3)
-                raise ProviderError(self.name, f"request {request_id} still {state} after {deadline_s:.0f}s; "
-                                               "cancelled", transient=True)
-            self.pause(job_id, min(self.poll_interval_s, remaining))
-
-    def _finished(self, handle: Any, job_id: str, status: Completed, end: float) -> JobOutput:
-        """A COMPLETED request: its result (bounded tries with backoff), then its image."""
-        endpoint, request_id = _split(job_id)
-        if status.error_type == "client_cancelled":
-            raise JobGone(self.name, f"request {request_id} was cancelled")
-        failed = bool(status.error or status.error_type)  # its result URL answers with the failure
-        pause = lambda s: self.pause(job_id, s)  # noqa: E731
         try:
-            result = collect_until(lambda: self._call(handle.get, f"result of {request_id}", job=True, failed=failed),
-                                   end, self.poll_interval_s, self.name, job_id, pause)
+            result, collect_by = self.poll_until_result(job_id, deadline_s, lambda state: ProviderError(
+                self.name, f"request {request_id} still {state} after {deadline_s:.0f}s; cancelled", transient=True))
         except OutputNotCollected as exc:
             # fal keeps a result as long as the request: a result URL that keeps failing after COMPLETED will not
             # recover by resuming it in every later run for the whole deadline.
             raise ResultUnobtainable(self.name, f"request {request_id} completed, but its result could not be "
                                      f"fetched: {exc.cause}; the request is paid, and a rerun creates a new one",
                                      retries=0, status=exc.status) from None
-        return collect_until(lambda: self._output(result, endpoint, request_id), end, self.poll_interval_s,
-                             self.name, job_id, pause)
+        return collect_until(lambda: self._output(result, endpoint, request_id), collect_by, self.poll_interval_s,
+                             self.name, job_id, lambda s: self.pause(job_id, s))
+
+    def poll_until_result(self, job_id: str, seconds: float, timed_out: Callable[[str], ProviderError], *,
+                          poll_s: float | None = None, what: str = "request") -> tuple[Any, float]:
+        """(The result of the COMPLETED request, the monotonic time to use it by): the image wait's and the judge's
+        poll loop (quality/judge_fal.py). Past `seconds` it cancels, then takes a request that completed since the
+        last poll (a cancel then does nothing; it is paid), or raises `timed_out(the last state)`."""
+        endpoint, request_id = _split(job_id)
+        handle = self._fal.get_handle(endpoint, request_id)
+        poll_s = self.poll_interval_s if poll_s is None else poll_s
+        end, state = time.monotonic() + seconds, "unknown"
+
+        def status_of() -> Any:
+            return self._call(lambda: handle.status(with_logs=False), f"status of {request_id}", job=True)
+
+        while True:
+            try:
+                status = status_of()
+            except ProviderError as exc:
+                if isinstance(exc, (JobGone, SafetyRefusal)) or not exc.transient:
+                    raise
+                log.info("fal status of %s failed (%s); polling again", request_id, exc)  # polling is free
+                status = None
+            if isinstance(status, Completed):
+                return self._result(handle, job_id, status, end, poll_s, what), end
+            if status is not None:
+                state = type(status).__name__
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                self.cancel(job_id)
+                try:
+                    last = status_of()
+                except ProviderError:
+                    last = None
+                if isinstance(last, Completed) and last.error_type != "client_cancelled":
+                    collect_by = time.monotonic() + poll_s * 3
+                    return self._result(handle, job_id, last, collect_by, poll_s, what), collect_by
+                raise timed_out(state)
+            self.pause(job_id, min(poll_s, remaining))
+
+    def _result(self, handle: Any, job_id: str, status: Completed, end: float, poll_s: float, what: str) -> Any:
+        """A COMPLETED request's result, in bounded tries with backoff (OutputNotCollected when they run out)."""
+        _, request_id = _split(job_id)
+        if status.error_type == "client_cancelled":
+            raise JobGone(self.name, f"{what} {request_id} was cancelled")
+        failed = bool(status.error or status.error_type)  # its result URL answers with the failure
+        return collect_until(lambda: self._call(handle.get, f"result of {request_id}", job=True, failed=failed),
+                             end, poll_s, self.name, job_id, lambda s: self.pause(job_id, s))
 
     def cancel(self, job_id: str) -> None:
         endpoint, request_id = _split(job_id)
@@ -274,7 +272,7 @@ class FalProvider(ImageProvider):
         by fal_client: the client PUTs the bytes to the signed upload URL, a third-party storage host, with
         the same HTTP client that carries `Authorization: Key`, so the key would travel with them.
         """
-        if not self._rebased:  # the CDN host cannot be rebased onto a test server (reference: providers.md)
+        if not self._rebased:  # fal_client has the CDN host built in: a test server cannot stand in for it
             try:
                 return self._call(lambda: self._fal.upload(data, content_type, file_name, repository="fal_v3",
                                                            fallback_repository=[]), f"upload {file_name}")
@@ -304,7 +302,7 @@ class FalProvider(ImageProvider):
     # --- outputs -------------------------------------------------------------------------------
 
     def _output(self, result: dict, endpoint: str, request_id: str) -> JobOutput:
-        """The image of a fetched result. (`failed` in _finished: the status said the request ended in an error,
+        """The image of a fetched result. (`failed` in _result: the status said the request ended in an error,
         so an HTTP error from its result is that error, not a fetch to try again; a 4xx is its outcome anyway.)"""
         if any(result.get("has_nsfw_concepts") or []):
             raise SafetyRefusal(self.name, "has_nsfw_concepts: the safety checker blanked the image")
@@ -361,7 +359,7 @@ class FalProvider(ImageProvider):
                     failed: bool | None = None) -> ProviderError:
         status = exc.status_code
         entries = exc.message if isinstance(exc.message, list) else []
-        detail = self._clean(_describe(exc.message))
+        detail = self._clean(describe(exc.message))
         if exc.error_type == CONTENT_POLICY or any(
                 isinstance(e, dict) and e.get("type") == CONTENT_POLICY for e in entries):
             return SafetyRefusal(self.name, f"{CONTENT_POLICY}: {detail}")
@@ -370,7 +368,7 @@ class FalProvider(ImageProvider):
         if job and exc.error_type == "client_cancelled":
             return JobGone(self.name, f"{what}: the request was cancelled", status=status)
         if failed is not None and (failed or 400 <= status < 500):  # a result that is the request's failure
-            return _job_failure(self.name, f"{what}: HTTP {status}: {detail}", status, exc, entries)
+            return job_failure(self.name, f"{what}: HTTP {status}: {detail}", status, exc, entries)
         retry_after = None
         headers = {k.lower(): v for k, v in (exc.response_headers or {}).items()}
         if status == 429 and headers.get("retry-after"):
@@ -381,33 +379,6 @@ class FalProvider(ImageProvider):
         return ProviderError(self.name, f"{what}: HTTP {status}: {detail}",
                              transient=status in (408, 409, 429) or status >= 500, status=status,
                              retry_after_s=retry_after)
-
-
-def _job_failure(provider: str, message: str, status: int, exc: FalClientHTTPError, entries: list) -> JobFailed:
-    """How a request that ran has failed, from fal's error payload (see _INFRA_ERRORS)."""
-    headers = {k.lower(): v for k, v in (exc.response_headers or {}).items()}
-    retryable = str(headers.get("x-fal-retryable", "")).strip().lower()
-    kinds = {exc.error_type} | {e.get("type") for e in entries if isinstance(e, dict)}
-    billed = status < 500  # "5xx failures are not billed" (fal's reliability page, cited above)
-    if retryable in ("true", "1", "yes") or (retryable == "" and kinds & _INFRA_ERRORS):
-        return JobFailed(provider, message, transient=True, status=status, billed=billed)
-    if retryable in ("false", "0", "no") or status < 500:
-        return JobFailed(provider, message, retries=0, status=status, billed=billed)
-    return JobFailed(provider, message, retries=1, status=status, billed=billed)
-
-
-def _describe(message: Any) -> str:
-    """fal's detail is text, or a list of {loc, msg, type} entries for model errors."""
-    if isinstance(message, list):
-        parts = []
-        for e in message:
-            if isinstance(e, dict):
-                loc = ".".join(str(p) for p in (e.get("loc") or [])[1:])
-                parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
-            else:
-                parts.append(str(e))
-        return "; ".join(parts)
-    return str(message)
 
 
 def _split(job_id: str) -> tuple[str, str]:

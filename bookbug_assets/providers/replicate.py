@@ -179,19 +179,15 @@ class ReplicateProvider(ImageProvider):
 
     def poll_until_succeeded(self, job_id: str, seconds: float, timed_out: Callable[[str], ProviderError], *,
                              poll_s: float | None = None, what: str = "prediction") -> tuple[dict[str, Any], float]:
-        """The prediction once it has succeeded, and the monotonic time to fetch its output by: the one poll loop of
-        the image wait and the judge (quality/judge_replicate.py), which each turn it into their own result.
-
-        Past `seconds` the prediction is canceled; one that succeeded since the last poll (a cancel then does nothing)
-        is still returned, with a short window to collect it: it is paid. Otherwise `timed_out(last status)` raises.
-        """
+        """(The prediction once it succeeded, the monotonic time to fetch its output by): the image wait's and the
+        judge's poll loop (quality/judge_replicate.py). Past `seconds` it cancels, then returns one that succeeded since
+        the last poll (a cancel then does nothing; it is paid), or raises `timed_out(the last status)`."""
         poll_s = self.poll_interval_s if poll_s is None else poll_s
         end, status = time.monotonic() + seconds, "unknown"
         while True:
             try:
                 prediction = self._get_prediction(job_id)
-            except ProviderError as exc:
-                # A failed poll says nothing about the job; polling again is free, a new job is not.
+            except ProviderError as exc:  # a failed poll says nothing of the job; polling again is free, a job is not
                 if isinstance(exc, JobGone) or not exc.transient:
                     raise
                 log.info("replicate poll of %s failed (%s); polling again", job_id, exc)

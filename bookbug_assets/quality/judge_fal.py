@@ -8,18 +8,16 @@ and `cost` (USD, what fal charged; without it the call is costed at the table's 
 The images go the way the image provider sends its references (providers/fal.py `_reference_url`: uploaded to
 fal's storage once per process, or inline data: URIs where uploads are off). The submit is one request on the
 provider's authenticated client (fal_client would retry a POST and could queue the call twice); the request id is
-journaled (judge_jobs.ask_hosted) before the status is polled through the client's request handle, within the
-deadline, with a cancel when it passes. The key stays in the provider's client and its Redactor.
+journaled (judge_jobs.ask_hosted) before the status is polled by the image provider's own loop
+(FalProvider.poll_until_result), within the deadline, with a cancel when it passes. The key stays in the provider's
+client and its Redactor.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from fal_client.client import Completed
-
-from bookbug_assets.providers.base import JobFailed, JobGone, ProviderError, collect_until
+from bookbug_assets.providers.base import JobFailed, ProviderError
 from bookbug_assets.providers.fal import _split
 from bookbug_assets.quality.judge import JudgeReply, JudgeRequest
 from bookbug_assets.quality.judge_jobs import HostedJudge, judge_png, labelled_parts, unfence
@@ -48,38 +46,11 @@ class FalJudge(HostedJudge):
         return f"{endpoint}|{response.json()['request_id']}"  # the provider's job id form (providers/fal.py)
 
     def _wait(self, job_id: str, seconds: float) -> JudgeReply:
-        p, end = self._provider, time.monotonic() + seconds
-        endpoint, request_id = _split(job_id)
-        handle = p._fal.get_handle(endpoint, request_id)
-        while True:
-            try:
-                status = p._call(lambda: handle.status(with_logs=False), f"status of {request_id}", job=True)
-            except ProviderError as exc:
-                if isinstance(exc, JobGone) or not exc.transient:
-                    raise
-                status = None  # polling again is free
-            if isinstance(status, Completed):
-                return self._finished(handle, job_id, status, end)
-            if time.monotonic() >= end:
-                p.cancel(job_id)
-                try:  # finished since the last poll: take it, it is paid
-                    last = p._call(lambda: handle.status(with_logs=False), f"status of {request_id}", job=True)
-                except ProviderError:
-                    last = None
-                if isinstance(last, Completed) and last.error_type != "client_cancelled":
-                    return self._finished(handle, job_id, last, time.monotonic() + self._poll_s * 3)
-                raise ProviderError(self.family, f"judge request {request_id} gave no answer within "
-                                                 f"{self._policy.deadline_s:.0f}s; cancelled")
-            p.pause(job_id, min(self._poll_s, max(0.0, end - time.monotonic())))
-
-    def _finished(self, handle: Any, job_id: str, status: Completed, end: float) -> JudgeReply:
-        p = self._provider
         _, request_id = _split(job_id)
-        if status.error_type == "client_cancelled":
-            raise JobGone(self.family, f"judge request {request_id} was cancelled")
-        failed = bool(status.error or status.error_type)  # its result URL answers with the failure
-        result = collect_until(lambda: p._call(handle.get, f"result of {request_id}", job=True, failed=failed),
-                               end, self._poll_s, self.family, job_id, lambda s: p.pause(job_id, s))
+        result, _ = self._provider.poll_until_result(
+            job_id, seconds, lambda _state: ProviderError(self.family, f"judge request {request_id} gave no answer "
+                                                          f"within {self._policy.deadline_s:.0f}s; cancelled"),
+            poll_s=self._poll_s, what="judge request")
         return self._reply(result, request_id)
 
     def _reply(self, result: Any, request_id: str) -> JudgeReply:

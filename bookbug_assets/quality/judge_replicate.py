@@ -4,9 +4,10 @@ The images go up through Replicate's files API as the image provider sends its r
 one upload per image per process, the sprite sheet and hero page remembered with their expiry); a model with one
 `image` field gets them side by side (`stitch`) and a sentence saying so. The prediction is created by model name
 (official models need no version, https://replicate.com/changelog/2025-01-29-official-models) without
-`Prefer: wait`, its id journaled (judge_jobs.ask_hosted), then polled until it ends or the deadline passes (a
-cancel then). Language models stream their answer as a list of text pieces (output schema `x-cog-array-display:
-concatenate`) or return one string; the pieces are joined. The cost is the prediction's token counts
+`Prefer: wait`, its id journaled (judge_jobs.ask_hosted), then polled by the image provider's own loop
+(ReplicateProvider.poll_until_succeeded) until it ends or the deadline passes (a cancel then). Language models
+stream their answer as a list of text pieces (output schema `x-cog-array-display: concatenate`) or return one
+string; the pieces are joined. The cost is the prediction's token counts
 (`metrics.input_token_count`, `output_token_count`) at the table's price, else the table's estimate.
 
 The token lives in the provider's client only: errors pass through its Redactor, and repr names the model only.
@@ -14,11 +15,9 @@ The token lives in the provider's client only: errors pass through its Redactor,
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from bookbug_assets.providers.base import JobGone, ProviderError
-from bookbug_assets.providers.replicate import _classify_failure
+from bookbug_assets.providers.base import ProviderError
 from bookbug_assets.providers.replicate_models import stitch
 from bookbug_assets.quality.judge import JudgeReply, JudgeRequest
 from bookbug_assets.quality.judge_jobs import SIDE_BY_SIDE_NOTE, HostedJudge, judge_png, labelled_parts, unfence
@@ -63,32 +62,11 @@ class ReplicateJudge(HostedJudge):
         return prediction.id
 
     def _wait(self, job_id: str, seconds: float) -> JudgeReply:
-        p, end = self._provider, time.monotonic() + seconds
-        while True:
-            try:
-                prediction = p._get_prediction(job_id)
-            except JobGone:
-                raise
-            except ProviderError as exc:
-                if not exc.transient:
-                    raise
-                prediction = None  # a failed poll says nothing about the job; polling again is free
-            if prediction is not None:
-                status = prediction.get("status")
-                if status == "succeeded":
-                    return self._reply(prediction)
-                if status == "failed":
-                    raise _classify_failure(p._clean(prediction.get("error") or "prediction failed"))
-                if status in ("canceled", "aborted"):
-                    raise JobGone(self.family, f"judge prediction {job_id} was {status}")
-            if time.monotonic() >= end:
-                p.cancel(job_id)
-                last = p._poll_quietly(job_id)  # finished since the last poll: take it, it is paid
-                if last is not None and last.get("status") == "succeeded":
-                    return self._reply(last)
-                raise ProviderError(self.family, f"judge prediction {job_id} gave no answer within "
-                                                 f"{self._policy.deadline_s:.0f}s; canceled")
-            p.pause(job_id, min(self._poll_s, max(0.0, end - time.monotonic())))
+        prediction, _ = self._provider.poll_until_succeeded(
+            job_id, seconds, lambda _status: ProviderError(self.family, f"judge prediction {job_id} gave no answer "
+                                                           f"within {self._policy.deadline_s:.0f}s; canceled"),
+            poll_s=self._poll_s, what="judge prediction")
+        return self._reply(prediction)
 
     def _reply(self, prediction: dict) -> JudgeReply:
         text = prediction_text(prediction.get("output"))  # None: judge.py calls it an empty answer, asks again

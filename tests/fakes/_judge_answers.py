@@ -1,5 +1,5 @@
 """What the fake judges answer, shared by every fake that serves a vision-language judge model (the Replicate and
-fal fakes here; judge_server's chat fake can use the same functions).
+fal fakes, and judge_server's chat fake).
 
 The fake reads the character cards from the prompt as a model would (the JSON after "as cards (JSON):") and looks
 at image 1, the page: its background is the colour along its border, and the character's region is everything

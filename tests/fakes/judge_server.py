@@ -13,12 +13,11 @@ object must list all its properties as required and forbid others, as strict str
 request that breaks the shape gets 400 with `{"error": {"code", "message"}}`, and the reason is kept in
 `rejections`; a wrong key gets 401.
 
-What it answers ("ok"): it reads the character cards from the prompt as a model would (the JSON after "as cards
-(JSON):") and looks at image 1: a nearly uniform image shows nobody; otherwise every character is present, and a
-feature naming a colour ("red knitted scarf") is present only if that colour covers a visible part of the image.
-`script` lists the next answers' kinds: ok, malformed (JSON cut off), prose (no JSON), wrong_type (identity as a
-string), wrong_features (a card feature left out), refusal (`message.refusal`, content null), content_filter
-(`finish_reason: content_filter`), lettering, safety. `fail_status` lists HTTP errors to answer first.
+What it answers is what the Replicate and fal fakes' judges answer (_judge_answers.py: the cards read from the
+prompt, image 1 looked at, a feature naming a colour present only if the character shows that colour).
+`script` lists the next answers' kinds: those of _judge_answers.answer_text (ok, fenced, malformed, prose,
+wrong_type, wrong_features, lettering, safety), refusal (`message.refusal`, content null) and content_filter
+(`finish_reason: content_filter`). `fail_status` lists HTTP errors to answer first.
 `usage.cost` is `cost_per_call` (None: omitted, as from an API that reports no cost).
 """
 
@@ -32,20 +31,16 @@ import re
 import time
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from ._http import FakeHTTPServer, RecordedRequest, Response, json_response, random_id
+from ._judge_answers import answer_text, cards_from_text, page_pixels, seen_answer
 
 PATH = "/api/v1/chat/completions"
 TOP_LEVEL = {"model", "messages", "response_format", "temperature", "max_tokens", "max_completion_tokens", "top_p",
              "seed", "stream", "stop"}
 DATA_URL = re.compile(r"^data:image/(png|jpeg|webp|gif);base64,([A-Za-z0-9+/=]+)$")
 PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF"}
-COLOURS = {"red": (200, 40, 40), "green": (60, 150, 60), "yellow": (230, 200, 50), "blue": (50, 90, 200),
-           "brown": (130, 85, 50), "orange": (240, 140, 40), "pink": (240, 150, 180), "purple": (130, 60, 160)}
-COLOUR_DISTANCE, COLOUR_SHARE = 60.0, 0.005
-CARDS_MARK = "as cards (JSON):"
 
 
 def _error(status: int, message: str) -> Response:
@@ -142,49 +137,19 @@ def request_problem(body: Any, models: set[str]) -> str | None:
     return None
 
 
-def _first_image(body: dict) -> np.ndarray:
+def _first_image(body: dict) -> bytes:
     for message in body["messages"]:
         for part in message["content"] if isinstance(message["content"], list) else []:
             if part["type"] == "image_url":
-                data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
-                image = Image.open(io.BytesIO(data)).convert("RGB")
-                image.thumbnail((128, 128))
-                return np.asarray(image).astype(np.float64)
+                return base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
     raise ValueError("no image in the request")
 
 
-def _cards(body: dict) -> list[dict]:
+def _answer(body: dict) -> dict:
+    """The answer a careful judge would give about what the request's page shows (_judge_answers.seen_answer)."""
     text = "\n".join(part["text"] for m in body["messages"] if isinstance(m["content"], list)
                      for part in m["content"] if part["type"] == "text")
-    start = text.index(CARDS_MARK) + len(CARDS_MARK)
-    return json.JSONDecoder().raw_decode(text[start:].lstrip())[0]
-
-
-def seen_answer(body: dict) -> dict:
-    """The answer a careful judge would give about what the page shows (see the module docstring)."""
-    pixels = _first_image(body)
-    blank = float(pixels.reshape(-1, 3).std(axis=0).max()) < 4.0
-    characters = []
-    for card in _cards(body):
-        features, differences = [], []
-        for feature in card["features"]:
-            colour = next((c for c in COLOURS if re.search(rf"\b{c}\b", feature.lower())), None)
-            if blank:
-                status = "absent"
-            elif colour is None:
-                status = "present"
-            else:
-                near = np.linalg.norm(pixels - np.array(COLOURS[colour]), axis=-1) < COLOUR_DISTANCE
-                status = "present" if near.mean() >= COLOUR_SHARE else "absent"
-                if status == "absent":
-                    differences.append(f"{feature}: no {colour} seen")
-            features.append({"feature": feature, "status": status})
-        characters.append({"id": card["id"], "present": not blank,
-                           "identity": 0 if blank else max(1, 4 - len(differences)),
-                           "features": features, "differences": [] if blank else differences})
-    return {"characters": characters, "style_match": 0 if blank else 4, "scene_match": 0 if blank else 4,
-            "artifacts": {"anatomy_errors": [], "melted_faces": [], "duplicated_limbs": [], "lettering": []},
-            "safety_concerns": [], "reason": "the page is blank" if blank else "fake judge: what the page shows"}
+    return seen_answer(page_pixels(_first_image(body)), cards_from_text(text))
 
 
 class FakeChatJudge(FakeHTTPServer):
@@ -229,29 +194,14 @@ class FakeChatJudge(FakeHTTPServer):
         return json_response(self._completion(req.json, kind))
 
     def _completion(self, body: dict, kind: str) -> dict:
-        answer = seen_answer(body)
-        content: str | None = json.dumps(answer)
+        content: str | None = None
         refusal, finish = None, "stop"
-        if kind == "malformed":
-            content = content[: len(content) // 2]
-        elif kind == "prose":
-            content = "Sure! The illustration looks lovely and the mouse is clearly Pip."
-        elif kind == "wrong_type":
-            answer["characters"][0]["identity"] = str(answer["characters"][0]["identity"])
-            content = json.dumps(answer)
-        elif kind == "wrong_features":
-            answer["characters"][0]["features"] = answer["characters"][0]["features"][1:]
-            content = json.dumps(answer)
-        elif kind == "refusal":
-            content, refusal = None, "I'm sorry, I can't help with that request."
+        if kind == "refusal":
+            refusal = "I'm sorry, I can't help with that request."
         elif kind == "content_filter":
-            content, finish = None, "content_filter"
-        elif kind == "lettering":
-            answer["artifacts"]["lettering"] = ["the word MOON painted on the sign"]
-            content = json.dumps(answer)
-        elif kind == "safety":
-            answer["safety_concerns"] = ["the mouse holds a sharp knife"]
-            content = json.dumps(answer)
+            finish = "content_filter"
+        else:
+            content = answer_text(_answer(body), kind)
         usage: dict[str, Any] = {"prompt_tokens": 2900, "completion_tokens": 350, "total_tokens": 3250}
         if self.cost_per_call is not None:
             usage["cost"] = self.cost_per_call

@@ -6,42 +6,28 @@ in the one test that checks the library's default upload path under `patch_clien
 
 from __future__ import annotations
 
-import hashlib
 import io
-import logging
 
 import pytest
 from PIL import Image
 
 from bookbug_assets.providers.base import (
-    ConfigurationError, ImageRequest, JobGone, LoraRef, ProviderError, ReferenceImage, SafetyRefusal,
+    ConfigurationError, ImageRequest, JobGone, LoraRef, ProviderError, SafetyRefusal,
 )
 from bookbug_assets.providers.fal import FalProvider
 from bookbug_assets.providers.fal_models import FAL_MODELS
 from tests.fakes.fal_server import MODEL_CRASH, RUNNER_DISCONNECTED, FakeFal
+from tests.providers.cloud_helpers import (
+    assert_a_failed_upload_is_not_remembered, assert_uploaded_once_when_pages_race, errors_and_what_they_left,
+    fal_job_finishing_at_the_cancel, generation_context, png, readme_book_prices, references_with_roles, run,
+)
 
 KEY = "fal-key-id-0001:fal-secret-for-tests-abcdef"
-
-
-
-
-
-def png(color: str, size: tuple[int, int] = (64, 48)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, "PNG")
-    return buf.getvalue()
-
-
 SPRITE, HERO = png("red"), png("blue", (48, 64))
 
 
 def refs(*blobs: bytes):
-    out, data = [], {}
-    for i, blob in enumerate(blobs):
-        sha = hashlib.sha256(blob).hexdigest()
-        out.append(ReferenceImage(role=f"ref{i}", sha256=sha, key=f"blobs/{sha}"))
-        data[sha] = blob
-    return tuple(out), data
+    return references_with_roles(blobs, lambda i: f"ref{i}")
 
 
 def request(model: str, *, references=(), lora=None, prompt="Pip lights the lantern", width=1024, height=768,
@@ -64,11 +50,6 @@ def fake():
 @pytest.fixture
 def provider(fake):
     return FalProvider(key=KEY, base_url=fake.url, poll_interval_s=0.02)
-
-
-def run(provider, req, data=None, deadline_s=10.0):
-    job_id = provider.submit(req, data or {})
-    return job_id, provider.wait(job_id, req, deadline_s)
 
 
 @pytest.mark.parametrize("model", list(FAL_MODELS))
@@ -242,6 +223,13 @@ def test_a_request_that_never_finishes_is_cancelled_at_the_deadline(fake, provid
         provider.wait(job_id, request("fal-ai/flux-pro/kontext/multi"), deadline_s=1)
 
 
+def test_a_request_finishing_at_the_deadline_is_collected_not_recreated(fake, provider, monkeypatch):
+    job_id = provider.submit(request("fal-ai/flux-lora"), {})
+    cancelled = fal_job_finishing_at_the_cancel(provider, monkeypatch)
+    out = provider.wait(job_id, request("fal-ai/flux-lora"), deadline_s=0.3)
+    assert out.image and cancelled == [job_id] and len(fake.submitted) == 1
+
+
 def test_expired_outputs_and_unknown_requests_are_job_gone(fake, provider):
     fake.output_ttl_s = 0
     with pytest.raises(JobGone, match="expired"):
@@ -251,32 +239,11 @@ def test_expired_outputs_and_unknown_requests_are_job_gone(fake, provider):
 
 
 def test_the_key_never_leaks(fake, provider, caplog):
-    caplog.set_level(logging.DEBUG)
-    errors: list[Exception] = []
-    fake.fail_next_submits = [429, 500]
-    for _ in range(2):
-        with pytest.raises(ProviderError) as caught:
-            provider.submit(request("fal-ai/flux-lora"), {})
-        errors.append(caught.value)
-    fake.refuse_prompts_containing = ["dragon"]
-    with pytest.raises(SafetyRefusal) as caught:
-        run(provider, request("fal-ai/nano-banana-pro", prompt="dragon"))
-    errors.append(caught.value)
-    with pytest.raises(ProviderError) as caught:
-        FalProvider(key=KEY + "x", base_url=fake.url).submit(request("fal-ai/flux-lora"), {})
-    assert caught.value.status == 401 and not caught.value.transient
-    errors.append(caught.value)
-    fake.never_finish = True
-    job_id = provider.submit(request("fal-ai/flux-lora"), {})
-    with pytest.raises(ProviderError) as caught:
-        provider.wait(job_id, request("fal-ai/flux-lora"), 0.1)
-    errors.append(caught.value)
-    fake.never_finish = False
-    _, out = run(provider, request("fal-ai/flux-lora", seed=99))
+    errors, texts = errors_and_what_they_left(
+        fake, provider, caplog, FalProvider(key=KEY + "x", base_url=fake.url), "fail_next_submits",
+        request("fal-ai/flux-lora"), request("fal-ai/nano-banana-pro", prompt="dragon"))
 
     secret = KEY.split(":")[1]
-    texts = [str(e) for e in errors] + [repr(e) for e in errors] + [repr(provider), caplog.text,
-                                                                  out.model_dump_json(exclude={"image"})]
     assert all(KEY not in t and secret not in t for t in texts)
     assert all(e.__cause__ is None for e in errors)
     # Output downloads do not carry the key to the CDN.
@@ -294,21 +261,11 @@ def test_a_flaky_output_download_is_retried_not_paid_again(fake, provider, monke
 # --- issue 17: pay only for attempts that can change the outcome ---------------------------------------------------
 
 
-def _context(tmp_path, max_attempts=5, deadline_s=600.0):
-    from bookbug_assets.generation import GenerationContext, RetryPolicy
-    from bookbug_assets.ledger import Ledger
-    from bookbug_assets.storage import LocalArtifactStore
-
-    store = LocalArtifactStore(tmp_path)
-    return GenerationContext(store=store, ledger=Ledger(store), book_id="b", sleep=lambda s: None,
-                             retry=RetryPolicy(max_attempts=max_attempts, base_delay_s=0.01, deadline_s=deadline_s))
-
-
 def test_a_request_that_failed_is_a_failed_job_not_an_output_to_fetch_until_the_deadline(fake, provider, tmp_path):
     from bookbug_assets.generation import generate_image
     from bookbug_assets.layout import journal_path
 
-    ctx = _context(tmp_path, deadline_s=30.0)
+    ctx = generation_context(tmp_path, deadline_s=30.0)
     fake.fail_next_requests = [MODEL_CRASH] * 5
     req = request("fal-ai/flux-lora")
     before = len(fake.requests)
@@ -339,37 +296,20 @@ def test_a_runner_that_disconnected_is_run_again(fake, provider, tmp_path):
     from bookbug_assets.generation import generate_image
 
     fake.fail_next_requests = [RUNNER_DISCONNECTED]  # infrastructure, after fal's own queue retries; 5xx is not billed
-    record = generate_image(request("fal-ai/flux-2"), provider, _context(tmp_path, deadline_s=5.0))
+    record = generate_image(request("fal-ai/flux-2"), provider, generation_context(tmp_path, deadline_s=5.0))
     assert record.image_sha256 and len(fake.submitted) == 2
 
 
 @pytest.mark.parametrize("model,per_reference", [("fal-ai/flux-2", True), ("fal-ai/flux-pro/kontext", False)])
 def test_references_are_uploaded_once_however_many_pages_race_for_them(fake, provider, model, per_reference):
-    from concurrent.futures import ThreadPoolExecutor
-
-    from bookbug_assets.providers.replicate_models import stitch
-
-    fake.upload_latency_s = 0.3  # every page thread is past the cache check before the first upload is answered
-    references, data = refs(SPRITE, HERO)
-    with ThreadPoolExecutor(12) as pool:
-        jobs = list(pool.map(lambda seed: provider.submit(request(model, references=references, seed=seed), data),
-                             range(12)))
-    assert len(set(jobs)) == 12
-    expected = [SPRITE, HERO] if per_reference else [stitch([SPRITE, HERO])]
-    uploaded = sorted(u["sha256"] for u in fake.uploads)
-    assert uploaded == sorted(hashlib.sha256(b).hexdigest() for b in expected), "a reference was uploaded twice"
+    assert_uploaded_once_when_pages_race(fake, provider, lambda **kw: request(model, **kw), refs(SPRITE, HERO),
+                                         per_reference)
 
 
 def test_a_failed_reference_upload_is_not_remembered(fake, provider, monkeypatch):
-    from tests.fakes._http import intercept
-
-    failures = intercept(fake, monkeypatch, "POST", "/storage/upload/initiate", 503, "unavailable", times=1)
-    references, data = refs(SPRITE)
-    with pytest.raises(ProviderError) as caught:
-        provider.submit(request("fal-ai/flux-pro/kontext", references=references), data)
-    assert caught.value.transient and len(failures) == 1
-    provider.submit(request("fal-ai/flux-pro/kontext", references=references), data)  # uploads afresh
-    assert len(fake.uploads) == 1 and len(fake.submitted) == 1
+    assert_a_failed_upload_is_not_remembered(fake, provider, monkeypatch, "/storage/upload/initiate",
+                                             lambda **kw: request("fal-ai/flux-pro/kontext", **kw), refs(SPRITE),
+                                             lambda: fake.submitted)
 
 
 @pytest.mark.parametrize("model,price", [("fal-ai/flux-lora", 0.035), ("fal-ai/flux/dev", 0.025),
@@ -380,7 +320,7 @@ def test_per_megapixel_prices_count_1024_squared_as_one_megapixel(fake, provider
     from bookbug_assets.generation import generate_image
 
     lora = {"flux1": FLUX1_LORA, "flux2": FLUX2_LORA}.get(FAL_MODELS[model].caps.lora_family or "")
-    ctx = _context(tmp_path)
+    ctx = generation_context(tmp_path)
     record = generate_image(request(model, width=1024, height=1024, lora=lora), provider, ctx)
     (row,) = [r for r in ctx.ledger.rows("b") if r.status == "ok"]
     assert record.cost_usd == row.cost_usd == pytest.approx(price)  # 1024*1024 px is 1 MP, not 1.05 rounded to 2
@@ -394,22 +334,12 @@ def test_megapixels_are_counted_as_fal_counts_them(provider):
 
 def test_readme_book_prices_match_the_code(provider):
     """README's fal table: each book is 14 images at 1024x1024 with their references, priced as cost_usd does."""
-    import re
-    from pathlib import Path
-
-    text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
-    section = text.split("#### fal", 1)[1].split("\n#", 1)[0]
     checked = 0
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        model = re.fullmatch(r"`([^`]+)`(?: \(\+ `/edit`\))?(?: \(default\))?", cells[0]) if len(cells) >= 5 else None
-        book = re.fullmatch(r"\$(\d+\.\d+)", cells[4]) if model else None
-        if not book or model.group(1) not in FAL_MODELS:
-            continue
+    for model, book_usd in readme_book_prices("#### fal", "\n#", r"`([^`]+)`(?: \(\+ `/edit`\))?(?: \(default\))?",
+                                              r"\$(\d+\.\d+)", FAL_MODELS):
         # The sprite sheet sends no reference, the hero page the sprite sheet, each of the 12 pages both.
-        price = [provider.cost_usd(request(model.group(1), width=1024, height=1024, references=refs(*blobs)[0]))
+        price = [provider.cost_usd(request(model, width=1024, height=1024, references=refs(*blobs)[0]))
                  for blobs in ((), (SPRITE,), (SPRITE, HERO))]
-        book_usd = price[0] + price[1] + 12 * price[2]
-        assert round(book_usd, 2) == pytest.approx(float(book.group(1))), model.group(1)
+        assert round(price[0] + price[1] + 12 * price[2], 2) == pytest.approx(book_usd), model
         checked += 1
     assert checked >= 9

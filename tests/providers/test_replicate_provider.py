@@ -7,7 +7,6 @@ names its real schema has.
 from __future__ import annotations
 
 import io
-import logging
 
 import pytest
 from PIL import Image
@@ -18,31 +17,17 @@ from bookbug_assets.providers.base import (
 from bookbug_assets.providers.replicate import ReplicateProvider
 from bookbug_assets.providers.replicate_models import REPLICATE_MODELS
 from tests.fakes.replicate_server import CUDA_OOM, GENERIC_FAILURE, INTERRUPTED, FakeReplicate
+from tests.providers.cloud_helpers import (
+    assert_a_failed_upload_is_not_remembered, assert_uploaded_once_when_pages_race, errors_and_what_they_left,
+    generation_context, png, readme_book_prices, references_with_roles, replicate_job_finishing_at_the_cancel, run,
+)
 
 TOKEN = "r8_secret_token_for_tests_0123456789"
-
-
-
-
-
-def png(color: str, size: tuple[int, int] = (64, 48)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, "PNG")
-    return buf.getvalue()
-
-
 SPRITE, HERO, EXTRA = png("red"), png("blue", (48, 64)), png("green")
 
 
 def refs(*blobs: bytes) -> tuple[tuple[ReferenceImage, ...], dict[str, bytes]]:
-    import hashlib
-
-    out, data = [], {}
-    for i, blob in enumerate(blobs):
-        sha = hashlib.sha256(blob).hexdigest()
-        out.append(ReferenceImage(role=("sprite_sheet", "hero_page", "style")[i], sha256=sha, key=f"blobs/{sha}"))
-        data[sha] = blob
-    return tuple(out), data
+    return references_with_roles(blobs, ("sprite_sheet", "hero_page", "style").__getitem__)
 
 
 def request(model: str, *, references=(), lora=None, prompt="Pip lights the lantern", width=1024, height=768,
@@ -64,11 +49,6 @@ def fake():
 @pytest.fixture
 def provider(fake):
     return ReplicateProvider(api_token=TOKEN, base_url=fake.url, poll_interval_s=0.02)
-
-
-def run(provider: ReplicateProvider, req: ImageRequest, data: dict[str, bytes] | None = None, deadline_s=10.0):
-    job_id = provider.submit(req, data or {})
-    return job_id, provider.wait(job_id, req, deadline_s)
 
 
 @pytest.mark.parametrize("model", list(REPLICATE_MODELS))
@@ -264,44 +244,18 @@ def test_base_url_falls_back_to_replicate_base_url(fake, monkeypatch):
 
 
 def test_the_token_never_leaks(fake, provider, caplog):
-    caplog.set_level(logging.DEBUG)
-    errors: list[Exception] = []
-    fake.fail_next_creates = [429, 500]
-    for _ in range(2):
-        with pytest.raises(ProviderError) as caught:
-            provider.submit(request("google/nano-banana-pro"), {})
-        errors.append(caught.value)
-    fake.refuse_prompts_containing = ["dragon"]
-    with pytest.raises(SafetyRefusal) as caught:
-        run(provider, request("google/nano-banana-pro", prompt="dragon"))
-    errors.append(caught.value)
-    fake.never_finish = True
-    job_id = provider.submit(request("google/nano-banana-pro"), {})
-    with pytest.raises(ProviderError) as caught:
-        provider.wait(job_id, request("google/nano-banana-pro"), 0.1)
-    errors.append(caught.value)
-    with pytest.raises(ProviderError) as caught:  # a wrong token: 401, still nothing echoed
-        ReplicateProvider(api_token=TOKEN + "x", base_url=fake.url).submit(request("google/nano-banana-pro"), {})
-    assert caught.value.status == 401 and not caught.value.transient
-    errors.append(caught.value)
-    fake.never_finish = False
-    _, out = run(provider, request("google/nano-banana-pro", seed=99))
+    errors, texts = errors_and_what_they_left(
+        fake, provider, caplog, ReplicateProvider(api_token=TOKEN + "x", base_url=fake.url), "fail_next_creates",
+        request("google/nano-banana-pro"), request("google/nano-banana-pro", prompt="dragon"))
 
-    texts = [str(e) for e in errors] + [repr(e) for e in errors] + [repr(provider), caplog.text,
-                                                                  out.model_dump_json(exclude={"image"})]
-    texts += [repr(e.__cause__) + repr(e.__context__) for e in errors if e.__cause__]
     assert all(TOKEN not in t for t in texts)
     assert all(e.__cause__ is None for e in errors)
 
 
 def test_lost_create_reply_resumes_the_job_it_started_instead_of_paying_twice(fake, provider, tmp_path):
-    from bookbug_assets.generation import GenerationContext, RetryPolicy, generate_image
-    from bookbug_assets.ledger import Ledger
-    from bookbug_assets.storage import LocalArtifactStore
+    from bookbug_assets.generation import generate_image
 
-    store = LocalArtifactStore(tmp_path)
-    ctx = GenerationContext(store=store, ledger=Ledger(store), book_id="b", sleep=lambda s: None,
-                            retry=RetryPolicy(max_attempts=3, base_delay_s=0.01))
+    ctx = generation_context(tmp_path, max_attempts=3)
     fake.crash_after_create = 1
     record = generate_image(request("google/nano-banana-pro"), provider, ctx)
     assert len(fake.created_predictions) == 1, "a second paid prediction was created"
@@ -338,12 +292,7 @@ def test_an_output_that_cannot_be_fetched_by_the_deadline_is_not_a_reason_to_pay
 
 def test_a_job_finishing_at_the_deadline_is_collected_not_recreated(fake, provider, monkeypatch):
     job_id = provider.submit(request("google/nano-banana-pro"), {})
-    real_poll, cancelled = provider._get_prediction, []
-    # Every poll before the deadline sees the job still running; it finished just before the cancel landed.
-    monkeypatch.setattr(provider, "_get_prediction",
-                        lambda jid: real_poll(jid) if cancelled else {**real_poll(jid), "status": "processing"})
-    real_cancel = provider.cancel
-    monkeypatch.setattr(provider, "cancel", lambda jid: (cancelled.append(jid), real_cancel(jid)))
+    cancelled = replicate_job_finishing_at_the_cancel(provider, monkeypatch)
     out = provider.wait(job_id, request("google/nano-banana-pro"), deadline_s=0.3)
     assert out.image and cancelled == [job_id] and len(fake.created_predictions) == 1
 
@@ -383,21 +332,11 @@ def test_a_lost_create_is_matched_only_to_a_prediction_made_since_it_was_sent(fa
 # --- issue 17: pay only for attempts that can change the outcome ---------------------------------------------------
 
 
-def _context(tmp_path, max_attempts=5):
-    from bookbug_assets.generation import GenerationContext, RetryPolicy
-    from bookbug_assets.ledger import Ledger
-    from bookbug_assets.storage import LocalArtifactStore
-
-    store = LocalArtifactStore(tmp_path)
-    return GenerationContext(store=store, ledger=Ledger(store), book_id="b", sleep=lambda s: None,
-                             retry=RetryPolicy(max_attempts=max_attempts, base_delay_s=0.01))
-
-
 @pytest.mark.parametrize("text", [GENERIC_FAILURE, CUDA_OOM])
 def test_a_generic_failure_is_not_paid_for_five_times_and_the_ledger_says_failed(fake, provider, tmp_path, text):
     from bookbug_assets.generation import generate_image
 
-    ctx = _context(tmp_path)
+    ctx = generation_context(tmp_path)
     fake.fail_next_predictions = [text] * 5  # every prediction the page could create fails the same way
     with pytest.raises(ProviderError):
         generate_image(request("google/nano-banana-pro"), provider, ctx)
@@ -425,7 +364,7 @@ def test_a_failed_prediction_is_a_job_failure_classified_by_its_error(fake, prov
 def test_an_interrupted_prediction_is_created_again_and_collected(fake, provider, tmp_path):
     from bookbug_assets.generation import generate_image
 
-    ctx = _context(tmp_path)
+    ctx = generation_context(tmp_path)
     fake.fail_next_predictions = [INTERRUPTED]  # preempted: Replicate itself says "please retry"
     record = generate_image(request("google/nano-banana-pro"), provider, ctx)
     assert record.image_sha256 and len(fake.created_predictions) == 2
@@ -434,39 +373,22 @@ def test_an_interrupted_prediction_is_created_again_and_collected(fake, provider
 @pytest.mark.parametrize("model,per_reference", [("google/nano-banana-pro", True),
                                                  ("black-forest-labs/flux-kontext-pro", False)])
 def test_references_are_uploaded_once_however_many_pages_race_for_them(fake, provider, model, per_reference):
-    import hashlib
-    from concurrent.futures import ThreadPoolExecutor
-
-    from bookbug_assets.providers.replicate_models import stitch
-
-    fake.upload_latency_s = 0.3  # every page thread is past the cache check before the first upload is answered
-    references, data = refs(SPRITE, HERO)
-    with ThreadPoolExecutor(12) as pool:
-        jobs = list(pool.map(lambda seed: provider.submit(request(model, references=references, seed=seed), data),
-                             range(12)))
-    assert len(set(jobs)) == 12
-    expected = [SPRITE, HERO] if per_reference else [stitch([SPRITE, HERO])]
-    uploaded = sorted(u["sha256"] for u in fake.uploads)
-    assert uploaded == sorted(hashlib.sha256(b).hexdigest() for b in expected), "a reference was uploaded twice"
+    assert_uploaded_once_when_pages_race(fake, provider, lambda **kw: request(model, **kw), refs(SPRITE, HERO),
+                                         per_reference)
 
 
 def test_a_failed_reference_upload_is_not_remembered(fake, provider, monkeypatch):
-    from tests.fakes._http import intercept
-
-    failures = intercept(fake, monkeypatch, "POST", "/v1/files", 503, "upstream unavailable", times=1)
-    references, data = refs(SPRITE)
-    with pytest.raises(ProviderError) as caught:
-        provider.submit(request("black-forest-labs/flux-kontext-pro", references=references), data)
-    assert caught.value.transient and len(failures) == 1
-    provider.submit(request("black-forest-labs/flux-kontext-pro", references=references), data)  # uploads afresh
-    assert len(fake.uploads) == 1 and len(fake.created_predictions) == 1
+    kontext = "black-forest-labs/flux-kontext-pro"
+    assert_a_failed_upload_is_not_remembered(fake, provider, monkeypatch, "/v1/files",
+                                             lambda **kw: request(kontext, **kw), refs(SPRITE),
+                                             lambda: fake.created_predictions)
 
 
 def test_per_megapixel_prices_count_1024_squared_as_one_megapixel(fake, provider, tmp_path):
     """Replicate bills FLUX.2 [pro] per output megapixel, 1 MP = 1024x1024 (see the model table's sources)."""
     from bookbug_assets.generation import generate_image
 
-    ctx = _context(tmp_path)
+    ctx = generation_context(tmp_path)
     record = generate_image(request("black-forest-labs/flux-2-pro", width=1024, height=1024), provider, ctx)
     assert record.cost_usd == pytest.approx(0.015)
     (row,) = [r for r in ctx.ledger.rows("b") if r.status == "ok"]
@@ -476,21 +398,12 @@ def test_per_megapixel_prices_count_1024_squared_as_one_megapixel(fake, provider
 
 def test_readme_book_prices_match_the_code():
     """README's Replicate table: each book is 14 images at 1024x1024, priced as cost_usd prices them."""
-    import re
-    from pathlib import Path
-
     provider = ReplicateProvider(api_token=TOKEN)
-    text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
-    section = text.split("#### Replicate", 1)[1].split("####", 1)[0]
     checked = 0
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        model = re.fullmatch(r"`([^`]+)`(?: \(default\))?", cells[0]) if len(cells) >= 5 else None
-        book = re.fullmatch(r"~?\$(\d+\.\d+)", cells[4]) if model else None
-        if not book or model.group(1) not in REPLICATE_MODELS:
-            continue
-        per_page = provider.cost_usd(request(model.group(1), width=1024, height=1024))
-        assert round(14 * per_page, 2) == pytest.approx(float(book.group(1))), model.group(1)
+    for model, book_usd in readme_book_prices("#### Replicate", "####", r"`([^`]+)`(?: \(default\))?",
+                                              r"~?\$(\d+\.\d+)", REPLICATE_MODELS):
+        per_page = provider.cost_usd(request(model, width=1024, height=1024))
+        assert round(14 * per_page, 2) == pytest.approx(book_usd), model
         checked += 1
     assert checked == len(REPLICATE_MODELS)
 

@@ -8,35 +8,20 @@ import json
 
 import httpx
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from bookbug_assets.quality import judge as judge_module
-from bookbug_assets.quality.judge import judge_failures, judge_image
+from bookbug_assets.quality.judge import judge_failures
 from bookbug_assets.quality.judge_backends import build_judge, parse_judge_spec
 from bookbug_assets.quality.judge_chat import JUDGE_MODELS, ChatCompletionsJudge, JudgeConfigurationError
-from bookbug_assets.quality.judge_models import CharacterCard, JudgeThresholds
+from bookbug_assets.quality.judge_models import JudgeThresholds
 from bookbug_assets.quality.judge_preview import PreviewJudge
-from bookbug_assets.storage import LocalArtifactStore
 from tests.fakes.judge_server import FakeChatJudge
+from tests.quality.judge_helpers import (  # noqa: F401 - store: a fixture; the rest for test_judge_gate.py too
+    BLUE, HERO, PAGE, PIP, RED, SCENE, SHEET, STYLE, ask, page as _png, store,
+)
 
 MODEL = "openai/gpt-4o-2024-08-06"
-PIP = CharacterCard(id="pip", name="Pip", description="a small grey field mouse with a red knitted scarf",
-                    features=("red knitted scarf", "big round ears"))
-SCENE, STYLE = "Pip peeks out of a round door at dusk.", "soft watercolour, warm meadow palette"
-
-
-def _png(scarf: tuple[int, int, int], size: int = 512) -> bytes:
-    image = Image.new("RGB", (size, size), (236, 222, 190))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((size * 0.3, size * 0.3, size * 0.7, size * 0.8), fill=(128, 128, 128))  # the mouse
-    draw.rectangle((size * 0.3, size * 0.5, size * 0.7, size * 0.58), fill=scarf)  # its scarf
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
-RED, BLUE = (200, 40, 40), (50, 90, 200)
-PAGE, SHEET, HERO = _png(RED), _png(RED, 384), _png(RED, 448)
 
 
 @pytest.fixture
@@ -50,16 +35,6 @@ def judge(fake):
     backend = ChatCompletionsJudge(MODEL, fake.api_key, base_url=fake.base_url)
     yield backend
     backend.close()
-
-
-@pytest.fixture
-def store(tmp_path):
-    return LocalArtifactStore(tmp_path / "store")
-
-
-def ask(judge, store, *, image=PAGE, sheet=SHEET, cards=(PIP,)):
-    return judge_image(judge, store, image=image, references={"sprite_sheet": sheet, "hero_page": HERO},
-                       cards=cards, scene=SCENE, style=STYLE)
 
 
 def _images(body: dict) -> list[str]:

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pytest
 
 from bookbug_assets.providers.base import ProviderSettings
 from bookbug_assets.providers.fal import FalProvider
-from bookbug_assets.quality.judge import judge_failures, judge_image
+from bookbug_assets.quality.judge import judge_failures
 from bookbug_assets.quality.judge_backends import build_judge, parse_judge_spec
 from bookbug_assets.quality.judge_chat import JudgeConfigurationError
 from bookbug_assets.quality.judge_fal import FalJudge
 from bookbug_assets.quality.judge_jobs import JobPolicy
 from bookbug_assets.quality.judge_models import JudgeThresholds
 from bookbug_assets.quality.judge_models_table import FAL_JUDGE_MODELS, FAL_VISION_ENDPOINT
-from bookbug_assets.storage import LocalArtifactStore
 from tests.fakes.fal_server import FakeFal
-from tests.quality.test_judge_replicate import BLUE, HERO, PAGE, PIP, RED, SCENE, SHEET, STYLE, page
+from tests.providers.cloud_helpers import fal_job_finishing_at_the_cancel
+from tests.quality.judge_helpers import (  # noqa: F401 - store: a fixture
+    BLUE, RED, ask, ask_and_die_while_waiting, ask_as_the_job_finishes_at_the_cancel, ask_past_the_deadline,
+    everything_written, page, store,
+)
 
 KEY = "fal-judge-key-id:fal-judge-key-secret-0123456789"
 MODEL = "google/gemini-2.5-flash"
@@ -30,19 +32,9 @@ def fake():
         yield server
 
 
-@pytest.fixture
-def store(tmp_path):
-    return LocalArtifactStore(tmp_path / "store")
-
-
 def judge_on(fake, store, model=MODEL, upload=True, **kw) -> FalJudge:
     provider = FalProvider(key=KEY, base_url=fake.url, poll_interval_s=0.02, upload_references=upload)
     return FalJudge(model, provider, store=store, **kw)
-
-
-def ask(judge, store, image=PAGE):
-    return judge_image(judge, store, image=image, references={"sprite_sheet": SHEET, "hero_page": HERO},
-                       cards=(PIP,), scene=SCENE, style=STYLE)
 
 
 @pytest.mark.parametrize("model", list(FAL_JUDGE_MODELS))
@@ -92,14 +84,7 @@ def test_a_content_policy_refusal_is_the_judges_refusal(fake, store):
 
 def test_a_journaled_request_is_resumed_so_the_call_is_not_paid_twice(fake, store, monkeypatch):
     fake.latency_s = 0.5
-    crashed = judge_on(fake, store)
-
-    def killed(job_id, seconds):  # the process dies while waiting: after the submit, after the journal
-        raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(crashed._provider, "pause", killed)
-    with pytest.raises(KeyboardInterrupt):
-        ask(crashed, store)
+    ask_and_die_while_waiting(judge_on(fake, store), store, monkeypatch)
     (sent,) = fake.submitted
     (journaled,) = store.list("journal/")
     assert store.read_json(journaled)["job_id"] == f"{FAL_VISION_ENDPOINT}|{sent['request_id']}"
@@ -109,10 +94,14 @@ def test_a_journaled_request_is_resumed_so_the_call_is_not_paid_twice(fake, stor
 
 
 def test_the_deadline_cancels_the_request(fake, store):
-    fake.never_finish = True
-    verdict = ask(judge_on(fake, store, policy=JobPolicy(deadline_s=0.3)), store)
-    assert verdict.error_kind == "unavailable" and "no answer within" in verdict.error
+    ask_past_the_deadline(fake, judge_on(fake, store, policy=JobPolicy(deadline_s=0.3)), store)
     assert fake.cancelled == {fake.submitted[0]["request_id"]}
+
+
+def test_a_request_finishing_at_the_deadline_is_the_answer_not_a_new_call(fake, store, monkeypatch):
+    judge = judge_on(fake, store, policy=JobPolicy(deadline_s=0.3))
+    cancelled = ask_as_the_job_finishes_at_the_cancel(judge, store, fal_job_finishing_at_the_cancel, monkeypatch)
+    assert cancelled == [f"{FAL_VISION_ENDPOINT}|{fake.submitted[0]['request_id']}"] and len(fake.submitted) == 1
 
 
 def test_the_key_is_in_no_reply_verdict_repr_or_log(fake, store, caplog):
@@ -122,8 +111,7 @@ def test_the_key_is_in_no_reply_verdict_repr_or_log(fake, store, caplog):
     fake.fail_next_submits = [503] * 10
     failed = ask(judge, store, image=page(RED, 300))
     assert failed.error_kind == "unavailable"
-    texts = [json.dumps(verdict.model_dump(mode="json")), json.dumps(failed.model_dump(mode="json")), repr(judge),
-             caplog.text] + [p.read_text() for p in store.root.rglob("*.json")]
+    texts = everything_written([verdict, failed], judge, caplog, store)
     for secret in (KEY, *KEY.split(":")):
         assert not any(secret in text for text in texts)
 

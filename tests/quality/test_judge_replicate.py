@@ -4,44 +4,29 @@ tests/fakes/replicate_server.py."""
 from __future__ import annotations
 
 import io
-import json
 import logging
 
 import pytest
-from PIL import Image, ImageDraw
 from replicate.exceptions import ReplicateError
 
 from bookbug_assets.providers.replicate import ReplicateProvider
-from bookbug_assets.quality.judge import judge_failures, judge_image
+from bookbug_assets.quality.judge import judge_failures
 from bookbug_assets.quality.judge_backends import build_judge, parse_judge_spec
 from bookbug_assets.quality.judge_chat import JudgeConfigurationError
 from bookbug_assets.quality.judge_jobs import JobPolicy, JudgeInputError
-from bookbug_assets.quality.judge_models import CharacterCard, JudgeThresholds
+from bookbug_assets.quality.judge_models import JudgeThresholds
 from bookbug_assets.quality.judge_models_table import REPLICATE_JUDGE_MODELS
 from bookbug_assets.quality.judge_replicate import ReplicateJudge
 from bookbug_assets.providers.base import ProviderSettings
-from bookbug_assets.storage import LocalArtifactStore
 from tests.fakes.replicate_server import FakeReplicate
+from tests.providers.cloud_helpers import replicate_job_finishing_at_the_cancel
+from tests.quality.judge_helpers import (  # noqa: F401 - store: a fixture
+    BLUE, HERO, PAGE, PIP, RED, SCENE, SHEET, STYLE, ask, ask_and_die_while_waiting,
+    ask_as_the_job_finishes_at_the_cancel, ask_past_the_deadline, everything_written, page, store,
+)
 
 TOKEN = "r8_judge_secret_token_0123456789abcdef"
 MODEL = "openai/gpt-4o"
-PIP = CharacterCard(id="pip", name="Pip", description="a small grey field mouse with a red knitted scarf",
-                    features=("red knitted scarf", "big round ears"))
-SCENE, STYLE = "Pip peeks out of a round door at dusk.", "soft watercolour, warm meadow palette"
-RED, BLUE = (200, 40, 40), (50, 90, 200)
-
-
-def page(scarf: tuple[int, int, int], size: int = 512) -> bytes:
-    image = Image.new("RGB", (size, size), (236, 222, 190))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((size * 0.3, size * 0.3, size * 0.7, size * 0.8), fill=(128, 128, 128))  # the mouse
-    draw.rectangle((size * 0.3, size * 0.5, size * 0.7, size * 0.58), fill=scarf)  # its scarf
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
-PAGE, SHEET, HERO = page(RED), page(RED, 384), page(RED, 448)
 
 
 @pytest.fixture
@@ -50,19 +35,9 @@ def fake():
         yield server
 
 
-@pytest.fixture
-def store(tmp_path):
-    return LocalArtifactStore(tmp_path / "store")
-
-
 def judge_on(fake, store, model=MODEL, **kw) -> ReplicateJudge:
     provider = ReplicateProvider(api_token=TOKEN, base_url=fake.url, poll_interval_s=0.02)
     return ReplicateJudge(model, provider, store=store, **kw)
-
-
-def ask(judge, store, image=PAGE):
-    return judge_image(judge, store, image=image, references={"sprite_sheet": SHEET, "hero_page": HERO},
-                       cards=(PIP,), scene=SCENE, style=STYLE)
 
 
 @pytest.mark.parametrize("model", list(REPLICATE_JUDGE_MODELS))
@@ -115,14 +90,7 @@ def test_an_answer_in_a_code_fence_is_read_and_a_refusal_is_the_judges(fake, sto
 
 def test_a_journaled_job_is_resumed_so_the_call_is_not_paid_twice(fake, store, monkeypatch):
     fake.latency_s = 0.5
-    crashed = judge_on(fake, store)
-
-    def killed(job_id, seconds):  # the process dies while waiting: after the create, after the journal
-        raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(crashed._provider, "pause", killed)
-    with pytest.raises(KeyboardInterrupt):
-        ask(crashed, store)
+    ask_and_die_while_waiting(judge_on(fake, store), store, monkeypatch)
     (created,) = fake.created_predictions
     (journaled,) = store.list("journal/")
     assert store.read_json(journaled) == {"job_id": created["id"], "service": "replicate", "model": MODEL}
@@ -133,13 +101,14 @@ def test_a_journaled_job_is_resumed_so_the_call_is_not_paid_twice(fake, store, m
 
 
 def test_the_deadline_cancels_the_prediction_and_the_verdict_says_unavailable(fake, store):
-    fake.never_finish = True
-    judge = judge_on(fake, store, policy=JobPolicy(deadline_s=0.3))
-
-    verdict = ask(judge, store)
-
-    assert verdict.error_kind == "unavailable" and "no answer within" in verdict.error
+    ask_past_the_deadline(fake, judge_on(fake, store, policy=JobPolicy(deadline_s=0.3)), store)
     assert fake.cancelled == {fake.created_predictions[0]["id"]}
+
+
+def test_a_prediction_finishing_at_the_deadline_is_the_answer_not_a_new_call(fake, store, monkeypatch):
+    judge = judge_on(fake, store, policy=JobPolicy(deadline_s=0.3))
+    cancelled = ask_as_the_job_finishes_at_the_cancel(judge, store, replicate_job_finishing_at_the_cancel, monkeypatch)
+    assert cancelled == [fake.created_predictions[0]["id"]] and len(fake.created_predictions) == 1
 
 
 def test_a_create_the_service_refuses_is_an_input_error_and_busy_creates_are_retried(fake, store):
@@ -159,9 +128,7 @@ def test_the_token_is_in_no_reply_verdict_repr_or_log(fake, store, caplog):
     failed = ask(judge, store, image=page(RED, 300))
 
     assert failed.error_kind == "unavailable"
-    texts = [json.dumps(verdict.model_dump(mode="json")), json.dumps(failed.model_dump(mode="json")), repr(judge),
-             caplog.text] + [p.read_text() for p in store.root.rglob("*.json")]
-    assert not any(TOKEN in text for text in texts)
+    assert not any(TOKEN in text for text in everything_written([verdict, failed], judge, caplog, store))
 
 
 def test_the_fake_refuses_what_the_real_model_would(fake):
