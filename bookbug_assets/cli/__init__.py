@@ -5,6 +5,8 @@ deliver | archive | restore <book_id> | books [--all]`.
 
 `demo`, `book` and `regenerate` run a whole book in this process against the instance in $DAGSTER_HOME
 (defs/book_runs.py), so the runs, the partitions and their lineage show in the UI afterwards (`make ui`).
+`demo` and `book` run nothing for a book whose last runs read the very inputs a new one would (defs/book_inputs.py;
+`--force` runs it anyway); `regenerate` always runs.
 `validate` runs nothing: it prints every problem the sensors would find, one line each. `deliver`, `archive`,
 `restore` and `books` move and list books through their lifecycle (cli/lifecycle.py).
 
@@ -38,14 +40,17 @@ def _parser() -> argparse.ArgumentParser:
     runs = argparse.ArgumentParser(add_help=False)
     runs.add_argument("--retry-refused", action="store_true",
                       help="send again the requests a provider refused for content (run tag bookbug/retry_refused)")
+    unchanged = argparse.ArgumentParser(add_help=False)
+    unchanged.add_argument("--force", action="store_true",
+                           help="run the book even when nothing it reads changed since its last runs")
     runs.add_argument("--thresholds", action="append", default=[], metavar="FILE|NAME=VALUE[,NAME=VALUE]",
                       help="quality-gate limits for every gated image of this run, over the story's and style's "
                            "quality: settings: a YAML or JSON file of them, or e.g. "
                            "max_style_distance=0.45,max_clipping=0.08 (repeatable; a later one wins)")
     parser = argparse.ArgumentParser(prog="bookbug", description=__doc__.splitlines()[0], parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", parents=[common, runs], help="render the example book end to end")
-    book = sub.add_parser("book", parents=[common, runs], help="render one story file end to end (any folder)")
+    sub.add_parser("demo", parents=[common, runs, unchanged], help="render the example book end to end")
+    book = sub.add_parser("book", parents=[common, runs, unchanged], help="render one story file end to end (any folder)")
     book.add_argument("story_file", type=Path)
     regen = sub.add_parser("regenerate", parents=[common, runs],
                            help="re-materialize exactly one book's assets and pages")
@@ -146,7 +151,10 @@ def _run(args: argparse.Namespace, storage, debug: bool) -> int:
     instance = open_instance()
     defs = build_definitions()
     started = time.monotonic()
-    results = materialize_book(defs, instance, story, tags=tags, raise_on_error=False, thresholds=thresholds or None)
+    # `regenerate` always runs: re-materializing is what it is for.
+    if_changed = args.command != "regenerate" and not getattr(args, "force", False)
+    results = materialize_book(defs, instance, story, tags=tags, raise_on_error=False, thresholds=thresholds or None,
+                               if_changed=if_changed)
     failed = next(((label, r) for label, r in results.items() if not r.success), None)
     if failed is not None:
         label, result = failed
@@ -154,7 +162,7 @@ def _run(args: argparse.Namespace, storage, debug: bool) -> int:
             print_run_tracebacks(result)
         raise CliError(run_failure_line(result, label, story.book_id, Where(storage.data_root, storage.s3_bucket,
                                                                             storage.s3_endpoint_url)))
-    _summary(storage, story, results, started)
+    _summary(storage, instance, story, results, started)
     return 0
 
 
@@ -200,7 +208,9 @@ def _chosen_story(args: argparse.Namespace, storage):
     return source.story, {STORY_FILE_TAG: where, STORY_SHA_TAG: source.sha256}
 
 
-def _summary(storage, story, results: dict, started: float) -> None:
+def _summary(storage, instance, story, results: dict, started: float) -> None:
+    import dagster as dg
+
     from bookbug_assets.layout import pdf_key
     from bookbug_assets.ledger import Ledger
 
@@ -212,8 +222,10 @@ def _summary(storage, story, results: dict, started: float) -> None:
     print(f"[bookbug] {len(paid)} new generation(s), {sum(r.cache_hit for r in rows)} cache hit(s), "
           f"${sum(r.cost_usd for r in rows):.2f} in {time.monotonic() - started:.1f}s")
     print(f"[bookbug] PDF: {pdf.resolve()}")
-    finish = results.get("finish")
-    for asset in ("book_interior", "book_cover") if story.print and finish is not None else ():
-        for event in finish.asset_materializations_for_node(asset):
-            meta = event.metadata
+    for asset in ("book_interior", "book_cover") if story.print else ():
+        # The latest materialization: this run's, or an unchanged book's last one.
+        latest = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[story.book_id]), limit=1).records
+        for record in latest:
+            meta = record.asset_materialization.metadata
             print(f"[bookbug] {asset}: {meta['pdf'].value} ({meta['pdf_standard'].value})")

@@ -1,5 +1,6 @@
 """A whole book run in this process, as the sensor's backfill would run it: style (unless it is current),
-book-level references, all pages in one step, then the PDF, print files and ledger in one run. Used by
+book-level references, all pages in one step, then the PDF, print files and ledger in one run; with `if_changed`
+none of the book's runs when its last ones had the same inputs (book_inputs.py). Used by
 `bookbug book | demo | regenerate` and the golden job.
 
 Runs go to the given instance, so the runs, the partitions and their lineage show in the UI afterwards.
@@ -15,7 +16,9 @@ import dagster as dg
 
 # Modules, not their assets: the defs loader collects every Dagster object a module holds at top level, and
 # this module must not hold a second copy of assets its domain modules already define.
+from bookbug_assets.defs.book_inputs import INPUTS_TAG, STAGE_TAG, book_inputs_sha256, book_is_current
 from bookbug_assets.defs.books import references, story as story_module
+from bookbug_assets.defs.common import BOOK_TAG, RETRY_REFUSED_TAG
 from bookbug_assets.defs.ledger import assets as ledger_assets
 from bookbug_assets.defs.pages import assets as page_assets
 from bookbug_assets.defs.partitions import books_partitions, page_slots_partitions, styles_partitions
@@ -89,15 +92,34 @@ def _style_is_current(instance: dg.DagsterInstance, graph: BookGraph, style: str
             and store.exists(style_profile_key(style)))
 
 
+def _run_stage(graph: BookGraph, instance: dg.DagsterInstance, story: Story, label: str, names: tuple[str, ...],
+               kwargs: dict, tags: dict[str, str], raise_on_error: bool, log_level: str,
+               echo) -> dg.ExecuteInProcessResult:
+    started = time.monotonic()
+    echo(f"[bookbug] {story.book_id}: {label} ({', '.join(names)}) ...")
+    run_tags = {**tags, STAGE_TAG: label, **kwargs.pop("tags", {})}
+    # INFO, not DEBUG, on the console: the page-by-page progress lines stay readable.
+    run_config = {**kwargs.pop("run_config", {}), "loggers": {"console": {"config": {"log_level": log_level}}}}
+    result = dg.materialize(_assets(graph, *names), instance=instance, resources=graph.resources, tags=run_tags,
+                            raise_on_error=raise_on_error, run_config=run_config, **kwargs)
+    if result.success:
+        echo(f"[bookbug] {story.book_id}: {label} done in {time.monotonic() - started:.1f}s")
+    else:
+        echo(f"[bookbug] {story.book_id}: {label} FAILED; see the run's log in the UI")
+    return result
+
+
 def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInstance, story: Story,
                      echo=print, include_style: bool = True, raise_on_error: bool = True,
                      thresholds: dict | None = None, log_level: str = "INFO",
-                     tags: dict[str, str] | None = None) -> dict[str, dg.ExecuteInProcessResult]:
+                     tags: dict[str, str] | None = None, if_changed: bool = False) -> dict[str, dg.ExecuteInProcessResult]:
     """The same runs the sensor's backfill makes, executed here, one after another.
 
     `thresholds` overrides the quality gates' QualityThresholds fields for this book (run config,
     as the launchpad would set it), e.g. to render through a provider the gates are not yet
-    calibrated for.
+    calibrated for. `if_changed`: make none of the book's runs (after the style's, when its folder changed)
+    when the book is as runs with these very inputs left it (book_inputs.book_is_current); the result then
+    holds no references, pages or finish run.
     """
     instance.add_dynamic_partitions(books_partitions.name, [story.book_id])
     if include_style and story.style not in instance.get_dynamic_partitions(styles_partitions.name):
@@ -106,13 +128,23 @@ def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInsta
     if missing_slots:
         instance.add_dynamic_partitions(page_slots_partitions.name, missing_slots)
     graph = defs if isinstance(defs, BookGraph) else BookGraph.of(defs)
-    resources = graph.resources
-    tags = {"bookbug/book": story.book_id, **(tags or {})}  # e.g. bookbug/retry_refused
-    steps: list[tuple[str, tuple[str, ...], dict]] = []
+    tags = {BOOK_TAG: story.book_id, **(tags or {})}  # e.g. bookbug/retry_refused
+    run = dict(graph=graph, instance=instance, story=story, raise_on_error=raise_on_error, log_level=log_level,
+               echo=echo)
+    results = {}
     if include_style and _style_is_current(instance, graph, story.style):
         echo(f"[bookbug] {story.book_id}: style {story.style} is as its last run left it; not run again")
     elif include_style:
-        steps.append(("style", ("style_dataset", "style_lora"), {"partition_key": story.style}))
+        results["style"] = _run_stage(label="style", names=("style_dataset", "style_lora"),
+                                      kwargs={"partition_key": story.style}, tags=tags, **run)
+        if not results["style"].success:
+            return results
+    # After the style's run: the book's inputs include the style's stored dataset and profile.
+    inputs = book_inputs_sha256(graph.resources, story, tags, thresholds)
+    if if_changed and RETRY_REFUSED_TAG not in tags and book_is_current(instance, graph.resources, story, inputs):
+        echo(f"[bookbug] {story.book_id}: unchanged since its last runs (same story, style, settings and code; "
+             "every image and the PDF in place); nothing run (--force runs it anyway)")
+        return results
     gate = {"config": {"thresholds": thresholds}} if thresholds else None
 
     def ops(*names: str) -> dict:
@@ -120,7 +152,7 @@ def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInsta
 
     page_range = {f"dagster/asset_partition_range_{end}": page_partition(story.book_id, p)
                   for end, p in (("start", story.page_keys[0]), ("end", story.page_keys[-1]))}
-    steps += [
+    stages: list[tuple[str, tuple[str, ...], dict]] = [
         ("references", ("story", "sprite_sheet", "hero_page"), {
             "partition_key": story.book_id,
             "run_config": ops("sprite_sheet", "hero_page", "sprite_sheet_sprite_sheet_quality",
@@ -132,18 +164,9 @@ def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInsta
         ("finish", ("book_pdf", *(("book_interior", "book_cover") if story.print else ()),
                     "generation_ledger", "cost_report"), {"partition_key": story.book_id}),
     ]
-    results = {}
-    for label, names, kwargs in steps:
-        started = time.monotonic()
-        echo(f"[bookbug] {story.book_id}: {label} ({', '.join(names)}) ...")
-        run_tags = {**tags, **kwargs.pop("tags", {})}
-        # INFO, not DEBUG, on the console: the page-by-page progress lines stay readable.
-        run_config = {**kwargs.pop("run_config", {}), "loggers": {"console": {"config": {"log_level": log_level}}}}
-        results[label] = dg.materialize(_assets(graph, *names), instance=instance, resources=resources,
-                                        tags=run_tags, raise_on_error=raise_on_error, run_config=run_config,
-                                        **kwargs)
+    for label, names, kwargs in stages:
+        results[label] = _run_stage(label=label, names=names, kwargs=kwargs, tags={**tags, INPUTS_TAG: inputs},
+                                    **run)
         if not results[label].success:
-            echo(f"[bookbug] {story.book_id}: {label} FAILED; see the run's log in the UI")
             break
-        echo(f"[bookbug] {story.book_id}: {label} done in {time.monotonic() - started:.1f}s")
     return results

@@ -36,6 +36,7 @@ def user_errors():
         raise dg.Failure(str(exc), allow_retries=False) from None
 
 
+BOOK_TAG = "bookbug/book"  # every book's runs carry it (book_runs.py, the story and review sensors)
 RETRY_REFUSED_TAG = "bookbug/retry_refused"  # "true": send again what a provider refused (UI: launchpad tags)
 
 

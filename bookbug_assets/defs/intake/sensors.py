@@ -18,6 +18,7 @@ import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.events import AssetKeyPartitionKey
 
+from bookbug_assets.defs.common import BOOK_TAG
 from bookbug_assets.defs.partitions import books_partitions, page_slots_partitions
 from bookbug_assets.defs.resources import BookbugStorage
 from bookbug_assets.intake import FolderCursor, scan_folder_tick
@@ -58,7 +59,7 @@ def books_subset(asset_graph, stories: list[Story]) -> AssetGraphSubset:
 def book_run_request(asset_graph, story: Story, reason: str) -> dg.RunRequest:
     """One book's backfill (what `bookbug` and the benchmarks ask for; the sensors use books_run_request)."""
     return dg.RunRequest.for_asset_graph_subset(book_subset(asset_graph, story),
-                                                tags={"bookbug/book": story.book_id, "bookbug/reason": reason})
+                                                tags={BOOK_TAG: story.book_id, "bookbug/reason": reason})
 
 
 def books_run_request(asset_graph, stories: list[Story], reasons: dict[str, str],
@@ -70,7 +71,7 @@ def books_run_request(asset_graph, stories: list[Story], reasons: dict[str, str]
     tags = {"bookbug/books": str(len(stories)),
             "bookbug/reason": ", ".join(f"{n} {r}" if len(stories) > 1 else r for r, n in counts.items())}
     if len(stories) == 1:
-        tags = {**tags, "bookbug/book": stories[0].book_id, **single_book_tags}
+        tags = {**tags, BOOK_TAG: stories[0].book_id, **single_book_tags}
     return dg.RunRequest.for_asset_graph_subset(books_subset(asset_graph, stories), tags=tags)
 
 

@@ -14,6 +14,7 @@ from bookbug_assets.cost_report import (
     summary_by_provider,
 )
 from bookbug_assets.cost_report import estimate_book_cost as _estimate
+from bookbug_assets.defs.common import BOOK_TAG
 from bookbug_assets.defs.gate_config import ImageGateConfig
 from bookbug_assets.defs.resources import BookbugStorage, ImageProviders
 from bookbug_assets.judge_estimate import with_judge
@@ -25,7 +26,6 @@ from bookbug_assets.storage import ArtifactStore
 from bookbug_assets.stories.models import Story
 
 
-BOOK_TAG = "bookbug/book"  # every book's runs carry it (book_runs.py, the story and review sensors)
 
 
 @dg.asset(group_name="ledger", code_version="2", kinds={"parquet", "polars"},

@@ -20,13 +20,13 @@ import dagster as dg
 # Private: DagsterInstance.get_backfills takes these, and dagster exports no public filter for backfills yet.
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 
+from bookbug_assets.defs.common import BOOK_TAG
 from bookbug_assets.defs.partitions import books_partitions, page_slots_partitions
 from bookbug_assets.layout import stored_story
 from bookbug_assets.lifecycle import BookState, LifecycleError, kept_in_store, load_state, mark_delivered, move, \
     slots_above
 from bookbug_assets.storage import ArtifactStore
 
-BOOK_TAG = "bookbug/book"
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 BACKFILLS_IN_FLIGHT = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING]

@@ -19,6 +19,7 @@ import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.events import AssetKeyPartitionKey
 
+from bookbug_assets.defs.common import BOOK_TAG
 from bookbug_assets.defs.intake.sensors import BOOK_SELECTION
 from bookbug_assets.defs.resources import BookbugStorage
 from bookbug_assets.intake import newly_refused, read_cursor_files, write_rejection
@@ -35,7 +36,7 @@ def regeneration_request(asset_graph, story: Story, targets: list[str]) -> dg.Ru
     what = ", ".join(target_label(t) for t in targets)
     return dg.RunRequest.for_asset_graph_subset(
         AssetGraphSubset.from_asset_partition_set(wanted, asset_graph),
-        tags={"bookbug/book": story.book_id, "bookbug/reason": f"review of {what}"[:200]})
+        tags={BOOK_TAG: story.book_id, "bookbug/reason": f"review of {what}"[:200]})
 
 
 def build_review_sensor(reviews_dir: str | None = None, name: str = "review_sensor") -> dg.SensorDefinition:
