@@ -118,6 +118,36 @@ def sq_dist(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return d
 
 
+def _sq_to(planes: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Squared distance of every row (given as channel planes) to one centre, channel by channel in order:
+    what ``sq_dist`` accumulates, and what numpy's sum over a last axis of fewer than 8 channels adds."""
+    d = (planes[0] - centre[0]) ** 2
+    for j in range(1, len(planes)):
+        d += (planes[j] - centre[j]) ** 2
+    return d
+
+
+def _nearest(planes: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.zeros(planes.shape[1], dtype=np.intp)
+    best = _sq_to(planes, c[0])
+    for i in range(1, len(c)):
+        d = _sq_to(planes, c[i])
+        idx[d < best] = i  # strictly closer: a tie keeps the first centre, as argmin does
+        np.minimum(best, d, out=best)
+    return idx, best
+
+
+def nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, squared distance) of the nearest centre to each row of x: ``sq_dist(x, centers)``'s argmin and
+    min over centres, bit for bit.
+
+    Centre by centre over channel planes: numpy reduces a short last axis (and argmin any axis) element by
+    element, several times slower than whole-plane arithmetic.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    return _nearest(np.ascontiguousarray(x.reshape(-1, x.shape[-1]).T), np.asarray(centers, dtype=np.float32))
+
+
 def kmeans(
     x: np.ndarray, k: int, iters: int = 15, seed: int = 0, max_samples: int = 6000
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -134,30 +164,36 @@ def kmeans(
         x = x[rng.choice(len(x), max_samples, replace=False)]
     n = len(x)
     k = max(1, min(k, n))
+    planes = np.ascontiguousarray(x.T)
+
+    def dist(centre: np.ndarray) -> np.ndarray:
+        # numpy sums fewer than 8 channels in order, so the planes give its distances bit for bit
+        return _sq_to(planes, centre) if len(planes) < 8 else ((x - centre) ** 2).sum(1)
+
     centers = [x[rng.integers(n)]]
-    d2 = ((x - centers[0]) ** 2).sum(1)
+    d2 = dist(centers[0])
     for _ in range(1, k):
         total = float(d2.sum())
         if total <= 1e-9:
             break  # fewer distinct colours than k
         idx = rng.choice(n, p=d2 / total)
         centers.append(x[idx])
-        d2 = np.minimum(d2, ((x - x[idx]) ** 2).sum(1))
+        d2 = np.minimum(d2, dist(x[idx]))
     c = np.stack(centers)
+    weights64 = planes.astype(np.float64)  # what bincount would convert the weights to on every call
     labels = np.zeros(n, dtype=np.int64)
     for _ in range(iters):
-        labels = sq_dist(x, c).argmin(1)
+        labels = _nearest(planes, c)[0]
         # bincount per channel is ~10x faster than np.add.at for this.
-        sums = np.stack(
-            [np.bincount(labels, weights=x[:, j], minlength=len(c)) for j in range(x.shape[1])], axis=1
-        ).astype(np.float32)
+        sums = np.stack([np.bincount(labels, weights=w, minlength=len(c)) for w in weights64], axis=1)
+        sums = sums.astype(np.float32)
         counts = np.bincount(labels, minlength=len(c)).astype(np.float32)
         new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], c)
         moved = float(np.abs(new - c).max())
         c = new
         if moved < 0.05:
             break
-    labels = sq_dist(x, c).argmin(1)
+    labels = _nearest(planes, c)[0]
     weights = np.bincount(labels, minlength=len(c)).astype(np.float64) / n
     keep = weights > 0
     c, weights = c[keep], weights[keep]

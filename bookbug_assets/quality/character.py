@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from ._color import downsample, image_lab, kmeans, rgb_to_lab, sq_dist, to_rgb
+from ._color import downsample, image_lab, kmeans, nearest, rgb_to_lab, sq_dist, to_rgb
 from ._windows import GRID, Box, find_windows
 
 REF_SIDE = 192  # reference analysis resolution
@@ -72,9 +72,8 @@ class CharacterMatch:
 
 
 def _label(lab: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    d = sq_dist(lab.reshape(-1, 3), palette)
-    idx = d.argmin(1)
-    idx[d.min(1) > OTHER_DE**2] = len(palette)
+    idx, d = nearest(lab.reshape(-1, 3), palette)
+    idx[d > OTHER_DE**2] = len(palette)
     return idx.reshape(lab.shape[:2])
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ._color import image_lab, kmeans, lab_to_hex, sq_dist
+from ._color import image_lab, kmeans, lab_to_hex, nearest, sq_dist
 
 ANALYSIS_SIDE = 128  # 16k pixels: plenty for colour statistics, ~2 ms to get
 HIST_BINS = 8
@@ -82,7 +82,7 @@ def _chi2(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def _coverage(lab: np.ndarray, palette: np.ndarray) -> float:
-    d = sq_dist(lab.reshape(-1, 3), palette).min(1)
+    d = nearest(lab.reshape(-1, 3), palette)[1]
     return float((d <= COVER_DE**2).mean())
 
 

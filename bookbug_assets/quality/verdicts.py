@@ -152,7 +152,10 @@ def assess_image(data: bytes, ref: QualityReference, thresholds: Thresholds, *, 
     not characters). `thresholds`' explicitly set fields (run config) win over the book's limits in `ref`;
     `gate_character_on_previews` None: the book's setting applies. The notes name the limits used.
     """
-    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    if image.mode != "RGB":  # convert() of an RGB image only copies it: 6 MB for a 2048-px page
+        image = image.convert("RGB")
     t, preview_character, sources = run_limits(ref.limits, thresholds, gate_character_on_previews)
     gate_style = kind != "sprite_sheet" and not is_preview
     wants_character = kind != "sprite_sheet" and has_characters
