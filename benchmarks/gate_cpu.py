@@ -12,12 +12,12 @@ Images, all built offline and deterministically, encoded as PNG the way the gate
 Values: every public metric at full precision (blur, grid peaks, uniformity, clipping with and without neutral
 pixels, style components, character match score, components and box), the character models and
 assess_image's scores, pass/fail and reasons. The first run writes them to --values (default
-/tmp/gate_before.json); later runs compare against that file (abs tolerance 1e-6) and say how far they moved.
+gate_before.json in the system's temporary folder); later runs compare against that file (abs tolerance 1e-6) and say how far they moved.
 
 CPU is time.process_time around assess_image, the best of --reps passes (a shared 2-core machine is noisy);
 the 1-minute load average is printed next to it.
 
-    .venv/bin/python benchmarks/gate_cpu.py [--reps 5] [--values /tmp/gate_before.json] [--record]
+    .venv/bin/python benchmarks/gate_cpu.py [--reps 5] [--values FILE] [--record]
 Ends with: gate_cpu per_image=<s> load=<1-min load>
 """
 
@@ -29,6 +29,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -215,7 +216,7 @@ def time_gate(items: list[dict], reps: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--values", default="/tmp/gate_before.json")
+    parser.add_argument("--values", default=str(Path(tempfile.gettempdir()) / "gate_before.json"))
     parser.add_argument("--record", action="store_true", help="overwrite the values file with this run's values")
     parser.add_argument("--skip-values", action="store_true")
     args = parser.parse_args()
