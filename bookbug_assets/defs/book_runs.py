@@ -112,7 +112,8 @@ def _run_stage(graph: BookGraph, instance: dg.DagsterInstance, story: Story, lab
 def materialize_book(defs: BookGraph | dg.Definitions, instance: dg.DagsterInstance, story: Story,
                      echo=print, include_style: bool = True, raise_on_error: bool = True,
                      thresholds: dict | None = None, log_level: str = "INFO",
-                     tags: dict[str, str] | None = None, if_changed: bool = False) -> dict[str, dg.ExecuteInProcessResult]:
+                     tags: dict[str, str] | None = None,
+                     if_changed: bool = False) -> dict[str, dg.ExecuteInProcessResult]:
     """The same runs the sensor's backfill makes, executed here, one after another.
 
     `thresholds` overrides the quality gates' QualityThresholds fields for this book (run config,
