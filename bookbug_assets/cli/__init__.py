@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bookbug", description=__doc__.splitlines()[0], parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", parents=[common, runs, unchanged], help="render the example book end to end")
-    book = sub.add_parser("book", parents=[common, runs, unchanged], help="render one story file end to end (any folder)")
+    book = sub.add_parser("book", parents=[common, runs, unchanged],
+                          help="render one story file end to end (any folder)")
     book.add_argument("story_file", type=Path)
     regen = sub.add_parser("regenerate", parents=[common, runs],
                            help="re-materialize exactly one book's assets and pages")
